@@ -1,0 +1,292 @@
+"""The U-Net of Ronneberger, Fischer and Brox (MICCAI 2015), built from the paper's own parts.
+
+Shapes follow PyTorch: a batch is (N, C, H, W). With the paper's choices (``padding="valid"``)
+every 3x3 convolution loses one pixel on each side, so a 572 x 572 input tile gives a
+388 x 388 output map; the skip connections are centre-cropped before they are concatenated.
+
+The parts, named as in the paper's Section 2:
+
+* :class:`DoubleConv`  two 3x3 convolutions, each followed by a ReLU;
+* :class:`Down`        2x2 max pooling with stride 2, then a :class:`DoubleConv` that doubles
+                       the feature channels (one step of the contracting path);
+* :class:`Up`          a 2x2 up-convolution that halves the channels, concatenation with the
+                       centre-cropped skip feature map, then a :class:`DoubleConv`
+                       (one step of the expanding path);
+* :class:`UNet`        the whole network plus its size arithmetic.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import nn
+
+__all__ = ["DoubleConv", "Down", "Up", "UNet", "center_crop", "he_init_"]
+
+Padding = Literal["valid", "same"]
+UpMode = Literal["transpose", "bilinear"]
+
+
+def center_crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Crop the centre ``size = (h, w)`` out of ``x`` of shape (N, C, H, W).
+
+    This is the paper's "copy and crop": the contracting path's feature map is larger than
+    the expanding path's because every valid 3x3 convolution since then removed a border.
+    An odd difference cannot be split evenly; it never happens for valid input sizes.
+    """
+    h, w = size
+    H, W = x.shape[-2:]
+    if h > H or w > W:
+        raise ValueError(f"cannot crop a {H}x{W} feature map to the larger size {h}x{w}")
+    top, left = (H - h) // 2, (W - w) // 2
+    return x[..., top : top + h, left : left + w]
+
+
+class DoubleConv(nn.Sequential):
+    """Two 3x3 convolutions, each followed by a ReLU (and optionally batch norm before it).
+
+    (N, in_channels, H, W) -> (N, out_channels, H - 4, W - 4) with ``padding="valid"``,
+    or (N, out_channels, H, W) with ``padding="same"``.
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, padding: Padding = "valid", batch_norm: bool = False
+    ):
+        pad = 0 if padding == "valid" else 1
+        layers: list[nn.Module] = []
+        for c_in in (in_channels, out_channels):
+            # With batch norm the conv bias is redundant: the norm's shift replaces it.
+            layers.append(nn.Conv2d(c_in, out_channels, 3, padding=pad, bias=not batch_norm))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(out_channels))
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class Down(nn.Sequential):
+    """One contracting step: 2x2 max pooling with stride 2, then :class:`DoubleConv`.
+
+    (N, in_channels, H, W) -> (N, out_channels, H/2 - 4, W/2 - 4) for valid padding.
+    H and W must be even, otherwise the pooling silently drops a row or column.
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, padding: Padding = "valid", batch_norm: bool = False
+    ):
+        super().__init__(
+            nn.MaxPool2d(kernel_size=2, stride=2),
+            DoubleConv(in_channels, out_channels, padding, batch_norm),
+        )
+
+
+class Up(nn.Module):
+    """One expanding step: up-convolution, copy-and-crop, concatenation, :class:`DoubleConv`.
+
+    ``forward(x, skip)``: x is (N, in_channels, h, w) from the level below, skip is
+    (N, in_channels // 2, H, W) from the contracting path with H >= 2h. The result is
+    (N, out_channels, 2h - 4, 2w - 4) for valid padding.
+
+    ``up_mode="transpose"`` is the paper's 2x2 up-convolution (a transposed convolution with
+    stride 2) that halves the channels. ``"bilinear"`` is a common modern alternative: a fixed
+    bilinear 2x upsampling followed by a learned 1x1 convolution that halves the channels.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        padding: Padding = "valid",
+        batch_norm: bool = False,
+        up_mode: UpMode = "transpose",
+    ):
+        super().__init__()
+        half = in_channels // 2
+        if up_mode == "transpose":
+            self.up: nn.Module = nn.ConvTranspose2d(in_channels, half, kernel_size=2, stride=2)
+        else:
+            self.up = nn.Sequential(
+                nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                nn.Conv2d(in_channels, half, kernel_size=1),
+            )
+        # After the concatenation the channels are the up-path's half plus the skip's half.
+        self.conv = DoubleConv(half + half, out_channels, padding, batch_norm)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = self.up(x)
+        skip = center_crop(skip, x.shape[-2:])
+        return self.conv(torch.cat([skip, x], dim=1))
+
+
+def he_init_(module: nn.Module) -> None:
+    """The paper's initialisation, in place: weights from N(0, sqrt(2/N)), biases 0.
+
+    N is the number of incoming nodes of one neuron. For a k x k convolution that is
+    k * k * C_in. For the 2x2 up-convolution with stride 2 each output pixel is touched by
+    exactly one kernel tap per input channel, so N = C_in there (PyTorch's own kaiming
+    helper would count the *output* channels of a transposed convolution instead).
+    """
+    for m in module.modules():
+        if isinstance(m, nn.ConvTranspose2d):
+            taps = math.prod(k // s for k, s in zip(m.kernel_size, m.stride)) or 1
+            fan_in = m.in_channels * taps
+        elif isinstance(m, nn.Conv2d):
+            fan_in = m.in_channels * math.prod(m.kernel_size) // m.groups
+        else:
+            continue
+        nn.init.normal_(m.weight, mean=0.0, std=math.sqrt(2.0 / fan_in))
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+
+class UNet(nn.Module):
+    """U-Net: a contracting path for context and a symmetric expanding path for localisation.
+
+    Args:
+        in_channels: channels of the input image (1 for gray EM slices).
+        num_classes: output maps; a pixel-wise soft-max over them gives class probabilities.
+        depth: number of 2x2 poolings (4 in the paper: 64 -> 128 -> 256 -> 512 -> 1024 channels).
+        base_channels: feature channels at the top level (64 in the paper).
+        padding: ``"valid"`` (the paper: unpadded 3x3 convs, output smaller than input) or
+            ``"same"`` (zero padding, output as large as the input).
+        batch_norm: insert BatchNorm2d after every 3x3 conv (not in the paper; a modern option).
+        up_mode: ``"transpose"`` (the paper's 2x2 up-conv) or ``"bilinear"``.
+        dropout: probability of the dropout layer at the end of the contracting path
+            (the paper's "implicit data augmentation"); 0 disables it.
+
+    Input (N, in_channels, H, W) with H and W valid sizes (see :meth:`valid_input_size`);
+    output logits (N, num_classes, output_size(H), output_size(W)).
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 2,
+        depth: int = 4,
+        base_channels: int = 64,
+        padding: Padding = "valid",
+        batch_norm: bool = False,
+        up_mode: UpMode = "transpose",
+        dropout: float = 0.5,
+    ):
+        super().__init__()
+        for name, value in (("in_channels", in_channels), ("num_classes", num_classes),
+                            ("depth", depth), ("base_channels", base_channels)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if padding not in ("valid", "same"):
+            raise ValueError(f"padding must be 'valid' (the paper) or 'same', got {padding!r}")
+        if up_mode not in ("transpose", "bilinear"):
+            raise ValueError(f"up_mode must be 'transpose' (the paper) or 'bilinear', got {up_mode!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
+        self.config = dict(
+            in_channels=in_channels, num_classes=num_classes, depth=depth,
+            base_channels=base_channels, padding=padding, batch_norm=batch_norm,
+            up_mode=up_mode, dropout=dropout,
+        )
+        self.in_channels, self.num_classes, self.depth = in_channels, num_classes, depth
+        self.padding = padding
+
+        widths = [base_channels * 2**i for i in range(depth + 1)]  # 64, 128, 256, 512, 1024
+        self.inc = DoubleConv(in_channels, widths[0], padding, batch_norm)
+        self.downs = nn.ModuleList(
+            Down(widths[i], widths[i + 1], padding, batch_norm) for i in range(depth)
+        )
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.ups = nn.ModuleList(
+            Up(widths[i + 1], widths[i], padding, batch_norm, up_mode) for i in reversed(range(depth))
+        )
+        self.head = nn.Conv2d(widths[0], num_classes, kernel_size=1)
+        he_init_(self)
+
+    # ----------------------------------------------------------------- size arithmetic
+    def _sizes(self, n: int) -> list[int] | None:
+        """Spatial size after every stage for an input edge ``n``, or None if n is invalid."""
+        if self.padding == "same":
+            ok = n >= 2**self.depth and n % 2**self.depth == 0
+            return [n] if ok else None
+        sizes = [n]
+        s = n - 4                                # first double conv
+        for _ in range(self.depth):
+            if s < 2 or s % 2:                   # pooling needs an even size
+                return None
+            s = s // 2 - 4                       # pool, then double conv
+            sizes.append(s)
+        if s < 1:
+            return None
+        for _ in range(self.depth):
+            s = 2 * s - 4                        # up-conv doubles, double conv removes 4
+            sizes.append(s)
+        return sizes if s >= 1 else None
+
+    def _check_edge(self, n: int) -> None:
+        if not isinstance(n, int) or isinstance(n, bool):
+            raise TypeError(f"an input size must be an int, got {type(n).__name__}")
+        if self._sizes(n) is None:
+            raise ValueError(self._invalid_message(n))
+
+    def _invalid_message(self, n: int) -> str:
+        above = self.valid_input_size(n)
+        below = self._valid_below(n)
+        if self.padding == "same":
+            rule = f"a multiple of 2**depth = {2**self.depth}"
+        else:
+            rule = f"{self.valid_input_size(1)} + {2**self.depth}k for k = 0, 1, 2, ..."
+        nearest = f"{below} or {above}" if below is not None else f"{above}"
+        return (f"input size {n} is not valid for this U-Net ({self.padding} padding, depth "
+                f"{self.depth}); valid sizes are {rule}; the nearest valid sizes are {nearest}")
+
+    def _valid_below(self, n: int) -> int | None:
+        k = n
+        while k >= 1:
+            if self._sizes(k) is not None:
+                return k
+            k -= 1
+        return None
+
+    def output_size(self, input_size: int) -> int:
+        """Edge of the output map for an input edge ``input_size`` (572 -> 388 in the paper).
+
+        Raises ValueError naming the nearest valid sizes when ``input_size`` is not valid.
+        """
+        self._check_edge(input_size)
+        return self._sizes(input_size)[-1]
+
+    def valid_input_size(self, n: int) -> int:
+        """The smallest valid input edge >= n (for the paper's net: 188 + 16k)."""
+        k = max(int(n), 1)
+        while self._sizes(k) is None:
+            k += 1
+        return k
+
+    # ----------------------------------------------------------------- forward
+    def _check_input(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"UNet expects a torch.Tensor of shape (N, C, H, W), got {type(x).__name__}")
+        if x.dim() == 3:
+            raise ValueError(
+                f"UNet expects a batch (N, C, H, W) but got a 3-D tensor of shape {tuple(x.shape)}: "
+                "the batch dimension is missing; use x.unsqueeze(0)"
+            )
+        if x.dim() != 4:
+            raise ValueError(f"UNet expects a 4-D tensor (N, C, H, W), got shape {tuple(x.shape)}")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"UNet expects {self.in_channels} input channel(s) but got {x.shape[1]} "
+                f"(input shape {tuple(x.shape)})"
+            )
+        for edge in x.shape[-2:]:
+            self._check_edge(int(edge))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in_channels, H, W) -> logits (N, num_classes, output_size(H), output_size(W))."""
+        self._check_input(x)
+        skips = [self.inc(x)]
+        for down in self.downs:
+            skips.append(down(skips[-1]))
+        x = self.dropout(skips.pop())              # the end of the contracting path
+        for up in self.ups:
+            x = up(x, skips.pop())
+        return self.head(x)

@@ -30,8 +30,8 @@ import unet_course as uc
 
 
 def build_models(size: int):
-    from monai.networks.nets import BasicUNet
     import segmentation_models_pytorch as smp
+    from monai.networks.nets import BasicUNet
 
     peer_size = -(-size // 32) * 32
     widths = (64, 128, 256, 512, 1024, 64)

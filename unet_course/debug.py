@@ -27,16 +27,16 @@ from torch import nn
 
 __all__ = [
     "PAPER_PARAMETERS",
-    "TraceRow",
-    "ShapeTrace",
-    "trace_shapes",
     "Check",
+    "ShapeTrace",
+    "TraceRow",
     "UNetReport",
-    "check_unet",
-    "suggest_nn_name",
     "check_mask",
+    "check_unet",
     "saved_activation_bytes",
+    "suggest_nn_name",
     "toy_blobs",
+    "trace_shapes",
 ]
 
 #: Parameters of the paper's network: 1 input channel, 2 classes, widths 64 ... 1024.
@@ -62,13 +62,15 @@ def _flatten(value: Any) -> list[Any]:
     return [value]
 
 
-@dataclass
+@dataclass(eq=False)
 class TraceRow:
     """One call of one module during :func:`trace_shapes`.
 
     ``inputs`` / ``outputs`` are text descriptions (a shape such as ``"(1, 64, 28, 28)"``,
     ``"None"`` or a type name); ``outputs`` is None while the call has not returned, which after
-    a failed forward pass marks the failing module and the modules around it.
+    a failed forward pass marks the failing module and the modules around it. ``depth`` is the
+    nesting of the call: 0 for the model itself, 1 for a module its forward calls directly
+    (e.g. ``ups.0`` of a ``ModuleList``, which is never called itself), and so on.
     """
 
     index: int
@@ -76,13 +78,9 @@ class TraceRow:
     kind: str
     inputs: list[str]
     in_channels: list[int | None]
+    depth: int = 0
     outputs: list[str] | None = None
     out_channels: list[int | None] = field(default_factory=list)
-
-    @property
-    def depth(self) -> int:
-        """0 for the model itself, 1 for its direct children, and so on."""
-        return 0 if not self.name else self.name.count(".") + 1
 
     @property
     def finished(self) -> bool:
@@ -143,8 +141,11 @@ class ShapeTrace:
             out = "FAILED HERE"
         else:
             out = "(did not return)"
-        indent = "  " * max(row.depth - 1, 0) if row.depth else ""
-        return [indent + row.label, row.kind, ", ".join(row.inputs), out, row.channels()]
+        return [row.label, row.kind, ", ".join(row.inputs), out, row.channels()]
+
+    @staticmethod
+    def _indent(row: TraceRow) -> int:
+        return max(row.depth - 1, 0)  # the model and its direct callees start at the margin
 
     def _footer(self) -> str:
         if self.error is None:
@@ -155,9 +156,15 @@ class ShapeTrace:
 
     def __str__(self) -> str:
         header = ["module", "type", "input shape", "output shape", "channels"]
-        body = [self._cells(r) for r in self._shown()]
+        body = []
+        for r in self._shown():
+            cells = self._cells(r)
+            body.append(["  " * self._indent(r) + cells[0], *cells[1:]])
         widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-        fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+
+        def fmt(cells: list[str]) -> str:
+            return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+
         lines = [fmt(header), fmt(["-" * w for w in widths]), *(fmt(c) for c in body)]
         return "\n".join([*lines, self._footer()])
 
@@ -169,8 +176,10 @@ class ShapeTrace:
         rows = []
         for r in self._shown():
             style = " style='background:#fdd'" if r is self.failed else ""
-            cells = "".join(f"<td style='text-align:left'><code>{html.escape(c)}</code></td>"
-                            for c in self._cells(r))
+            pads = [self._indent(r) + 0.5] + [0.5] * 4
+            cells = "".join(f"<td style='text-align:left;padding-left:{pad}em'>"
+                            f"<code>{html.escape(c)}</code></td>"
+                            for c, pad in zip(self._cells(r), pads))
             rows.append(f"<tr{style}>{cells}</tr>")
         return (f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
                 f"<p>{html.escape(self._footer())}</p>")
@@ -187,8 +196,8 @@ def trace_shapes(model: nn.Module, *inputs: Any, depth: int | None = None,
     Args:
         model: any ``nn.Module``; its train/eval mode is left as it is.
         inputs, kwargs: what to pass to the forward pass, e.g. a batch (N, C, H, W).
-        depth: show only modules at most this deep (1: the model's direct children); the
-            failing module is always shown. ``None`` shows all.
+        depth: show only calls nested at most this deep (1: the modules the model's forward
+            calls directly); the failing module is always shown. ``None`` shows all.
         raise_error: when the forward pass fails, re-raise its exception (with a note naming
             the failing module) instead of returning the table with ``error`` set.
         grad: run with autograd on (default off: no graph is kept, which saves memory).
@@ -202,19 +211,22 @@ def trace_shapes(model: nn.Module, *inputs: Any, depth: int | None = None,
         raise TypeError(f"trace_shapes needs an nn.Module, got {type(model).__name__}")
     rows: list[TraceRow] = []
     open_calls: dict[int, list[TraceRow]] = {}
+    stack: list[TraceRow] = []  # the calls that have started and not yet returned
     handles = []
 
     def pre_hook(name: str):
         def hook(module, args, kw):
             described = [_describe(v) for a in (*args, *kw.values()) for v in _flatten(a)]
             row = TraceRow(len(rows), name, type(module).__name__,
-                           [d[0] for d in described], [d[1] for d in described])
+                           [d[0] for d in described], [d[1] for d in described], len(stack))
             rows.append(row)
+            stack.append(row)
             open_calls.setdefault(id(module), []).append(row)
         return hook
 
     def post_hook(module, args, kw, output):
         row = open_calls[id(module)].pop()
+        stack.remove(row)
         described = [_describe(v) for v in _flatten(output)]
         row.outputs = [d[0] for d in described]
         row.out_channels = [d[1] for d in described]
@@ -252,7 +264,7 @@ class Check:
 
 
 class UNetReport:
-    """What :func:`check_unet` found. ``ok`` is True when every check passed; ``failed`` lists
+    """What :func:`check_unet` found. ``ok`` is True when no check failed; ``failed`` lists
     the names of the failing checks (``"builds"``, ``"parameters"``, ``"output"``,
     ``"shapes"``, ``"gradient"``)."""
 
@@ -261,7 +273,7 @@ class UNetReport:
 
     @property
     def ok(self) -> bool:
-        return all(c.status == "pass" for c in self.checks)
+        return not self.failed
 
     @property
     def failed(self) -> list[str]:
@@ -278,7 +290,7 @@ class UNetReport:
         verdict = "all checks pass" if self.ok else f"{n_fail} of {len(self.checks)} checks fail"
         lines = [f"check_unet({self.title}): {verdict}"]
         for c in self.checks:
-            detail = c.detail.replace("\n", "\n" + " " * 18)
+            detail = c.detail.replace("\n", "\n" + " " * 20)
             lines.append(f"  {c.status.upper():4}  {c.name:10}  {detail}")
         return "\n".join(lines)
 
@@ -346,7 +358,8 @@ def check_unet(
         checks.append(Check("builds", "fail", f"{title}() returned a {type(model).__name__}, "
                                               "not an nn.Module"))
         return skip("parameters", "output", "shapes", "gradient", why="the model was not built")
-    checks.append(Check("builds", "pass", f"{title}() is an nn.Module"))
+    built = "the model" if isinstance(model_cls, nn.Module) else f"{title}()"
+    checks.append(Check("builds", "pass", f"{built} is an nn.Module"))
     model = model.to("cpu")
 
     # parameters
@@ -364,17 +377,33 @@ def check_unet(
     gen = torch.Generator().manual_seed(seed)
     batches = [torch.rand(batch_size, in_channels, h, w, generator=gen) for h, w in sizes]
 
-    # output + shapes, in eval mode without a graph
+    # The first size runs in training mode with autograd on and hooks that record which
+    # parameterised module the input reaches first; its output serves every check below.
+    called: list[tuple[str, nn.Module]] = []
+    owners = {id(m): n for n, m in model.named_modules()
+              if any(True for _ in m.parameters(recurse=False))}
+    hooks = [m.register_forward_pre_hook(lambda mod, args: called.append((owners[id(mod)], mod)))
+             for m in model.modules() if id(m) in owners]
     was_training = model.training
-    model.eval()
-    results: list[tuple[tuple[int, int], Any]] = []
-    with torch.no_grad():
-        for (h, w), x in zip(sizes, batches):
+    results: list[Any] = []
+    try:
+        for i, x in enumerate(batches):
+            model.train(i == 0)
             try:
-                results.append(((h, w), model(x)))
-            except Exception as exc:  # noqa: BLE001
-                results.append(((h, w), exc))
-    first = results[0][1]
+                with torch.set_grad_enabled(i == 0):
+                    results.append(model(x))
+            except Exception as exc:  # noqa: BLE001 - reported, not raised
+                results.append(exc)
+            if i == 0:
+                for hk in hooks:
+                    hk.remove()
+    finally:
+        for hk in hooks:
+            hk.remove()
+        model.train(was_training)
+
+    # output
+    first = results[0]
     if isinstance(first, Exception):
         checks.append(Check("output", "fail", f"the forward pass of a {sizes[0][0]}x{sizes[0][1]} "
                                               f"input raised {type(first).__name__}: {first}"))
@@ -385,11 +414,11 @@ def check_unet(
     else:
         checks.append(Check("output", "pass", "the forward pass returns a tensor"))
     if checks[-1].status == "fail":
-        model.train(was_training)
         return skip("shapes", "gradient", why="the forward pass gives no tensor")
 
+    # shapes
     lines, bad = [], False
-    for (h, w), out in results:
+    for (h, w), out in zip(sizes, results):
         want = (batch_size, num_classes, reference.output_size(h), reference.output_size(w))
         if isinstance(out, torch.Tensor) and tuple(out.shape) == want:
             lines.append(f"{h}x{w} -> {want}")
@@ -401,45 +430,27 @@ def check_unet(
         lines.append(f"{h}x{w} -> {got}, expected {want}")
     checks.append(Check("shapes", "fail" if bad else "pass", "\n".join(lines)))
 
-    # gradient: find the first parameterised module the input passes through
-    called: list[tuple[str, nn.Module]] = []
-    owners = {id(m): n for n, m in model.named_modules()
-              if any(True for _ in m.parameters(recurse=False))}
-    hooks = [m.register_forward_pre_hook(lambda mod, args: called.append((owners[id(mod)], mod)))
-             for m in model.modules() if id(m) in owners]
-    model.train()
-    try:
-        out = model(batches[0])
-    except Exception as exc:  # noqa: BLE001
-        out = exc
-    finally:
-        for hk in hooks:
-            hk.remove()
-        model.train(was_training)
-    if not called:
+    # gradient
+    name, layer = called[0] if called else ("", None)
+    label = f"the first layer {name!r} ({type(layer).__name__})"
+    if layer is None:
         checks.append(Check("gradient", "fail", "no module with parameters was called"))
-    elif not isinstance(out, torch.Tensor):
-        checks.append(Check("gradient", "fail", f"the training-mode forward pass gave "
-                                                f"{type(out).__name__}, not a tensor"))
+    elif not first.requires_grad:
+        checks.append(Check("gradient", "fail", "the output does not require grad: "
+                                                "no parameter can learn from the loss"))
     else:
-        name, layer = called[0]
-        label = f"the first layer {name!r} ({type(layer).__name__})"
-        if not out.requires_grad:
-            checks.append(Check("gradient", "fail", "the output does not require grad: "
-                                                    "no parameter can learn from the loss"))
+        model.zero_grad(set_to_none=True)
+        # A fixed random projection of the output, so that no gradient cancels by symmetry.
+        weight = torch.randn(first.shape, generator=gen)
+        (first * weight).sum().backward()
+        grads = [p.grad for p in layer.parameters(recurse=False)]
+        if all(g is None for g in grads):
+            checks.append(Check("gradient", "fail", f"no gradient reaches {label}"))
+        elif all(g is None or not bool(g.abs().sum() > 0) for g in grads):
+            checks.append(Check("gradient", "fail", f"the gradient of {label} is all zeros"))
         else:
-            model.zero_grad(set_to_none=True)
-            # A fixed random projection of the output, so no gradient cancels by symmetry.
-            weight = torch.randn(out.shape, generator=gen)
-            (out * weight).sum().backward()
-            grads = [p.grad for p in layer.parameters(recurse=False)]
-            if all(g is None for g in grads):
-                checks.append(Check("gradient", "fail", f"no gradient reaches {label}"))
-            elif all(g is None or not bool(g.abs().sum() > 0) for g in grads):
-                checks.append(Check("gradient", "fail", f"the gradient of {label} is all zeros"))
-            else:
-                checks.append(Check("gradient", "pass", f"the gradient reaches {label}"))
-            model.zero_grad(set_to_none=True)
+            checks.append(Check("gradient", "pass", f"the gradient reaches {label}"))
+        model.zero_grad(set_to_none=True)
     return UNetReport(title, checks)
 
 

@@ -18,6 +18,7 @@ The parts, named as in the paper's Section 2:
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Literal
 
 import torch
@@ -221,11 +222,13 @@ class UNet(nn.Module):
             sizes.append(s)
         return sizes if s >= 1 else None
 
-    def _check_edge(self, n: int) -> None:
-        if not isinstance(n, int) or isinstance(n, bool):
+    def _check_edge(self, n: int) -> int:
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral):
             raise TypeError(f"an input size must be an int, got {type(n).__name__}")
+        n = int(n)
         if self._sizes(n) is None:
             raise ValueError(self._invalid_message(n))
+        return n
 
     def _invalid_message(self, n: int) -> str:
         above = self.valid_input_size(n)
@@ -251,8 +254,7 @@ class UNet(nn.Module):
 
         Raises ValueError naming the nearest valid sizes when ``input_size`` is not valid.
         """
-        self._check_edge(input_size)
-        return self._sizes(input_size)[-1]
+        return self._sizes(self._check_edge(input_size))[-1]
 
     def valid_input_size(self, n: int) -> int:
         """The smallest valid input edge >= n (for the paper's net: 188 + 16k)."""

@@ -8,6 +8,9 @@ cannot disagree with the network, whatever its depth, width, padding or input si
 from __future__ import annotations
 
 import math
+import socket
+import urllib.parse
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,7 +22,7 @@ from torch import nn
 
 from .model import UNet, Up
 
-__all__ = ["FeatureMap", "unet_feature_maps", "draw_unet"]
+__all__ = ["FeatureMap", "VisdomLogger", "draw_unet", "plot_history", "unet_feature_maps"]
 
 Kind = Literal["input", "conv", "pool", "upconv", "crop", "output"]
 
@@ -55,8 +58,10 @@ class FeatureMap:
 def _edges(input_size: int | tuple[int, int]) -> tuple[int, int]:
     if isinstance(input_size, (tuple, list)):
         if len(input_size) != 2:
-            raise ValueError(f"input_size must be an int or a pair (height, width), got {input_size!r}")
-        return int(input_size[0]), int(input_size[1])
+            raise ValueError(
+                f"input_size must be an int or a pair (height, width), got {input_size!r}"
+            )
+        return input_size[0], input_size[1]  # the model checks that both are ints
     if not isinstance(input_size, int) or isinstance(input_size, bool):
         raise TypeError(f"input_size must be an int or a pair (height, width), got {input_size!r}")
     return input_size, input_size
@@ -73,7 +78,7 @@ def unet_feature_maps(model: UNet, input_size: int | tuple[int, int]) -> list[Fe
     Returns the maps in the order the network computes them (see :class:`FeatureMap`).
     """
     if not isinstance(model, UNet):
-        raise TypeError(f"draw_unet expects a unet_course.UNet, got {type(model).__name__}")
+        raise TypeError(f"expected a unet_course.UNet, got {type(model).__name__}")
     height, width = _edges(input_size)
     model.output_size(height)  # the model's own check: same error, same message
     model.output_size(width)
@@ -103,13 +108,16 @@ def unet_feature_maps(model: UNet, input_size: int | tuple[int, int]) -> list[Fe
 
     param = next(model.parameters())
     x = torch.zeros(1, model.in_channels, height, width, device=param.device, dtype=param.dtype)
-    was_training = model.training
+    # Eval mode so that dropout is off and batch norm statistics are not updated; each
+    # module's own flag is restored afterwards (a user may have frozen some of them).
+    flags = [(m, m.training) for m in model.modules()]
     try:
         model.eval()
         with torch.no_grad():
             model(x)
     finally:
-        model.train(was_training)
+        for m, flag in flags:
+            m.training = flag
         for h in handles:
             h.remove()
 
@@ -132,7 +140,7 @@ def unet_feature_maps(model: UNet, input_size: int | tuple[int, int]) -> list[Fe
 # ----------------------------------------------------------------------------- drawing
 # The layout is computed in points (1 data unit = 1 pt), so font sizes and box sizes agree
 # whatever the depth: the figure simply grows with the network.
-_FS_CHANNELS, _FS_SIZE, _FS_LEGEND = 9.0, 7.5, 9.5
+_FS_CHANNELS, _FS_SIZE, _FS_LEGEND = 10.0, 8.5, 10.5
 _COLUMN_GAP = 22.0   # between neighbouring boxes of a row: room for a size label and an arrow
 _ROW_GAP = 32.0      # between rows: a channel label and a vertical arrow
 _TOP_HEIGHT = 132.0  # box height of the largest map
@@ -196,7 +204,8 @@ def draw_unet(
     def height_of(m: FeatureMap) -> float:
         # Area-like (square-root) scaling keeps the 28-pixel bottom visible next to 572 pixels;
         # the floor leaves room for the rotated size label below the row's arrows.
-        return max(_TOP_HEIGHT * math.sqrt(m.height / biggest), _text_length(m.size_label, _FS_SIZE) + 12)
+        scaled = _TOP_HEIGHT * math.sqrt(m.height / biggest)
+        return max(scaled, _text_length(m.size_label, _FS_SIZE) + 12)
 
     # ---- vertical placement: one row per level, centre lines y[level]
     half = [max(height_of(m) for m in maps if m.level == lv) / 2 for lv in range(depth + 1)]
@@ -282,8 +291,8 @@ def draw_unet(
         if m.side == "down":
             last_down[m.level] = i
     for i in range(1, len(boxes)):
-        m, prev = boxes[i][0], boxes[i - 1][0]
-        l0, r0, b0, t0 = where[i - 1]
+        m = boxes[i][0]
+        l0, r0, b0, _ = where[i - 1]
         l1, r1, b1, t1 = where[i]
         if m.kind == "conv":  # after a concatenation it starts at the pair's up-conv half
             arrow(r0, arrow_y[m.level], l1, arrow_y[m.level], "conv")
@@ -344,3 +353,93 @@ def draw_unet(
     ax.set_ylim(y0, y1)
     ax.set_aspect("equal")
     return fig
+
+
+# --------------------------------------------------------------------------- training curves
+def plot_history(history, ax=None, smooth: int = 10):
+    """Plot the training loss of a :class:`unet_course.train.History` (and validation metrics).
+
+    The raw per-step loss is drawn faintly, its running mean over ``smooth`` steps boldly; the
+    validation Rand and pixel errors, if any, go on a second axis. Returns the Axes.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3.6))
+    steps, loss = list(history.steps), list(history.loss)
+    if not steps:
+        raise ValueError("the history is empty: nothing was trained")
+    ax.plot(steps, loss, color="tab:blue", alpha=0.25, lw=0.8, label="loss per step")
+    k = max(1, min(smooth, len(loss)))
+    kernel = torch.ones(k) / k
+    mean = torch.nn.functional.conv1d(torch.tensor(loss)[None, None], kernel[None, None])[0, 0]
+    ax.plot(steps[k - 1:], mean.tolist(), color="tab:blue", lw=2, label=f"mean of {k} steps")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    if history.val:
+        ax2 = ax.twinx()
+        vs = [v["step"] for v in history.val]
+        for key, color in (("rand_error", "tab:red"), ("pixel_error", "tab:orange")):
+            ax2.plot(vs, [v[key] for v in history.val], "o-", color=color, label=f"validation {key}")
+        ax2.set_ylabel("validation error")
+        ax2.set_ylim(bottom=0)
+        lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+        ax.legend(lines, [h.get_label() for h in lines], loc="upper right")
+    else:
+        ax.legend(loc="upper right")
+    return ax
+
+
+class VisdomLogger:
+    """A :func:`unet_course.train.fit` callback that draws live curves in a visdom server.
+
+    Start a server with ``python -m visdom.server`` (``pip install "unet-course[visdom]"``),
+    then ``fit(..., callbacks=[VisdomLogger()])`` and open http://localhost:8097. The loss goes
+    to the window ``"<prefix>loss"``, validation metrics to ``"<prefix>val"``.
+
+    If visdom is not installed or no server answers, the logger prints one line saying so and
+    does nothing afterwards: training goes on.
+    """
+
+    def __init__(self, server: str = "http://127.0.0.1", port: int = 8097, env: str = "unet_course",
+                 prefix: str = "", timeout_s: float = 3.0):
+        self.env, self.prefix, self.vis = env, prefix, None
+        self._windows: set[str] = set()
+        try:
+            import visdom
+        except ImportError:
+            print('visdom is not installed (pip install "unet-course[visdom]"); live curves are off')
+            return
+        # Ask the port first: visdom's client prints several lines of tracebacks when no server
+        # answers, and we promise one clear line instead.
+        host = urllib.parse.urlparse(server).hostname or server
+        try:
+            socket.create_connection((host, port), timeout=timeout_s).close()
+        except OSError:
+            print(f"no visdom server at {server}:{port} (start one with `python -m visdom.server`); "
+                  "live curves are off, training goes on")
+            return
+        with warnings.catch_warnings():
+            # visdom 0.2.4 calls the deprecated Logger.warn to say there is no incoming socket,
+            # which is what we ask for: we only send curves.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            client = visdom.Visdom(server=server, port=port, env=env, use_incoming_socket=False,
+                                   raise_exceptions=False)
+        self.vis = client
+
+    @property
+    def active(self) -> bool:
+        return self.vis is not None
+
+    def _append(self, win: str, x: float, y: float, name: str, title: str) -> None:
+        # The first point creates the window; later ones append to (or start) the named trace.
+        self.vis.line(X=[x], Y=[y], win=win, env=self.env, name=name,
+                      update="append" if win in self._windows else None,
+                      opts=dict(title=title, xlabel="step", showlegend=True))
+        self._windows.add(win)
+
+    def __call__(self, event: dict) -> None:
+        if self.vis is None:
+            return
+        if "loss" in event:
+            self._append(self.prefix + "loss", event["step"], event["loss"], "train", "training loss")
+        for key, value in event.get("val", {}).items():
+            self._append(self.prefix + "val", event["step"], value, key, "validation")

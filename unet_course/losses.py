@@ -1,0 +1,171 @@
+"""Losses for pixel-wise segmentation: the paper's weighted cross-entropy and a soft Dice loss.
+
+The paper's energy (Ronneberger et al. 2015, Section 3) is a pixel-wise soft-max over the class
+maps followed by a cross-entropy in which every pixel x carries its own weight w(x):
+
+    E = sum_x w(x) * -log p_{l(x)}(x),    p_k(x) = exp(a_k(x)) / sum_k' exp(a_k'(x))
+
+with l(x) the true class of pixel x and w the weight map of :mod:`unet_course.weights`.
+``log p`` is computed with ``log_softmax`` (the log-sum-exp trick), never as ``log(softmax)``,
+which would give ``-inf`` as soon as one probability underflows to 0.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["soft_dice_loss", "weighted_cross_entropy"]
+
+_REDUCTIONS = ("mean", "sum", "weighted_mean", "none")
+
+
+def _check_logits_target(logits: object, target: object, fn: str) -> None:
+    for name, value in (("logits", logits), ("target", target)):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(
+                f"{fn}: {name} must be a torch.Tensor, got {type(value).__name__}; "
+                "convert NumPy arrays with torch.from_numpy(...)"
+            )
+    if logits.dim() != 4:
+        raise ValueError(
+            f"{fn}: logits must be the network's output (N, C, H, W), got shape "
+            f"{tuple(logits.shape)}" + (" (add the batch axis: logits.unsqueeze(0))"
+                                        if logits.dim() == 3 else "")
+        )
+    if not logits.is_floating_point():
+        raise TypeError(f"{fn}: logits must be a float tensor, got {logits.dtype}")
+    if target.dim() == 4 and target.shape[1] == 1:
+        raise ValueError(
+            f"{fn}: target must be class indices (N, H, W) without a channel axis, got shape "
+            f"{tuple(target.shape)}; pass target[:, 0]"
+        )
+    if target.dim() != 3:
+        raise ValueError(
+            f"{fn}: target must be class indices (N, H, W), got shape {tuple(target.shape)}"
+        )
+    if target.is_floating_point() or target.dtype == torch.bool:
+        raise TypeError(
+            f"{fn}: target must hold integer class indices (int64), got {target.dtype}; "
+            "pass target.long()"
+        )
+    n, c, h, w = logits.shape
+    if target.shape[0] != n:
+        raise ValueError(f"{fn}: logits hold {n} images but target holds {target.shape[0]}")
+    if tuple(target.shape[1:]) != (h, w):
+        raise ValueError(
+            f"{fn}: logits are {h}x{w} but target is {target.shape[1]}x{target.shape[2]}. "
+            "A valid-padding U-Net's output is smaller than its input: crop the target to the "
+            f"output with unet_course.center_crop(target, ({h}, {w}))"
+        )
+    if target.numel() and (int(target.min()) < 0 or int(target.max()) >= c):
+        raise ValueError(
+            f"{fn}: target has class indices in [{int(target.min())}, {int(target.max())}] but "
+            f"logits have {c} classes; indices must lie in [0, {c - 1}]"
+        )
+
+
+def weighted_cross_entropy(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    weight_map: torch.Tensor,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """The paper's energy: pixel-wise soft-max, then a cross-entropy weighted by w(x).
+
+    Per pixel the loss is ``w(x) * -log_softmax(logits)[l(x)](x)``, exactly
+    ``F.cross_entropy(logits, target, reduction="none") * weight_map``.
+
+    Args:
+        logits: float (N, C, H, W), the network's raw class scores (no soft-max applied).
+        target: int64 (N, H, W), class indices in [0, C), cropped to the logits' size.
+        weight_map: float (N, H, W), w(x) >= 0 per pixel, e.g. stacked
+            ``torch.from_numpy(unet_weight_map(instances))``, cropped like the target.
+        reduction: how the per-pixel losses are combined:
+
+            * ``"mean"`` (default): the sum divided by the number of pixels N*H*W, i.e.
+              ``(F.cross_entropy(..., reduction="none") * w).mean()``. The paper's E up to a
+              constant factor; with w = 1 it is the plain cross-entropy;
+            * ``"sum"``: the paper's E itself (grows with the tile size);
+            * ``"weighted_mean"``: the sum divided by the sum of the weights, as
+              ``F.cross_entropy(weight=...)`` normalises; its scale does not depend on w;
+            * ``"none"``: the per-pixel losses (N, H, W).
+
+    Returns:
+        a scalar tensor, or (N, H, W) for ``reduction="none"``.
+    """
+    _check_logits_target(logits, target, "weighted_cross_entropy")
+    if not isinstance(weight_map, torch.Tensor):
+        raise TypeError(
+            "weighted_cross_entropy: weight_map must be a torch.Tensor (N, H, W), got "
+            f"{type(weight_map).__name__}; convert with torch.from_numpy(w) and stack a batch"
+        )
+    if tuple(weight_map.shape) != tuple(target.shape):
+        hint = " (drop the channel axis: weight_map[:, 0])" if (
+            weight_map.dim() == 4 and weight_map.shape[1] == 1) else ""
+        raise ValueError(
+            f"weighted_cross_entropy: weight_map must have the target's shape "
+            f"{tuple(target.shape)}, got {tuple(weight_map.shape)}{hint}"
+        )
+    if not weight_map.is_floating_point():
+        raise TypeError(
+            f"weighted_cross_entropy: weight_map must be a float tensor, got {weight_map.dtype}"
+        )
+    if reduction not in _REDUCTIONS:
+        raise ValueError(
+            f"weighted_cross_entropy: reduction must be one of {', '.join(_REDUCTIONS)}, "
+            f"got {reduction!r}"
+        )
+    log_p = F.log_softmax(logits, dim=1)  # numerically stable log of the pixel-wise soft-max
+    nll = -log_p.gather(1, target.unsqueeze(1)).squeeze(1)  # -log p_{l(x)}(x), (N, H, W)
+    loss = weight_map.to(nll.dtype) * nll
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "weighted_mean":
+        return loss.sum() / weight_map.sum().to(loss.dtype)
+    return loss.mean()
+
+
+def soft_dice_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    smooth: float = 1e-5,
+    include_background: bool = True,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Soft Dice loss: one minus the Dice overlap of the soft-max probabilities and the target.
+
+    The common modern alternative (or complement) to a weighted cross-entropy: it scores the
+    overlap of whole regions, so a rare class is not drowned by a frequent one without any
+    weight map. Per image n and class k, with p the soft-max probabilities and t the one-hot
+    target:
+
+        dice[n, k] = (2 sum_x p t + smooth) / (sum_x p + sum_x t + smooth)
+
+    Args:
+        logits: float (N, C, H, W) raw class scores.
+        target: int64 (N, H, W) class indices in [0, C).
+        smooth: added to numerator and denominator so that a class absent from both the
+            prediction and the target scores 1 rather than 0/0.
+        include_background: if False, class 0 is left out of the average.
+        reduction: ``"mean"`` (of 1 - dice over images and classes) or ``"none"`` ((N, K)).
+
+    Returns:
+        a scalar in [0, 1], or (N, K) for ``reduction="none"``.
+    """
+    _check_logits_target(logits, target, "soft_dice_loss")
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"soft_dice_loss: reduction must be 'mean' or 'none', got {reduction!r}")
+    num_classes = logits.shape[1]
+    if not include_background and num_classes < 2:
+        raise ValueError("soft_dice_loss: include_background=False needs at least 2 classes")
+    probs = F.softmax(logits, dim=1)
+    onehot = F.one_hot(target, num_classes).permute(0, 3, 1, 2).to(probs.dtype)
+    if not include_background:
+        probs, onehot = probs[:, 1:], onehot[:, 1:]
+    inter = (probs * onehot).sum(dim=(2, 3))
+    denom = probs.sum(dim=(2, 3)) + onehot.sum(dim=(2, 3))
+    loss = 1.0 - (2.0 * inter + smooth) / (denom + smooth)
+    return loss if reduction == "none" else loss.mean()

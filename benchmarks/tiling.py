@@ -14,9 +14,11 @@ For a 1024 x 1024 and a 2048 x 1536 image and one valid U-Net (the paper's depth
 
 Times are the best of ``--repeats`` runs, alternating between the methods (round-robin) so that
 drift of a shared machine hits all of them alike; ratios are to the whole-image pass in the same
-run. Then the peak memory of ``predict_tiled`` on CPU for growing images, each in a fresh
-subprocess (``ru_maxrss``, the resident-set high-water mark, which also sees PyTorch's own
-allocations): the working memory beyond the image and the logits stays within the budget.
+run, both for wall-clock time and for the process's CPU time. Then the peak memory of ``predict_tiled`` on CPU for growing images, each in a fresh
+subprocess: the resident-set high-water mark (``VmHWM``, reset just before the call through
+``/proc/self/clear_refs``; it sees every allocation, PyTorch's and oneDNN's included). The
+working memory beyond the image and the logits stays within the budget however large the
+image grows: with the default 4 GiB budget and with 512 MiB.
 
 The net is the paper's architecture at a quarter of its width (``--base 16``: 16 ... 256
 channels, 1.9 M parameters) so that the whole run takes a few minutes on 2 CPU cores; pass
@@ -108,13 +110,15 @@ def compare(H: int, W: int, base: int, repeats: int) -> list[dict]:
         valid(torch.rand(1, 1, 236, 236))
         same(torch.rand(1, 1, 256, 256))
     times = {name: float("inf") for name in methods}
+    cpu = {name: float("inf") for name in methods}
     outputs = {}
     for _ in range(repeats):
         for name, (run, _grid) in methods.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             with torch.no_grad():
                 out = run()
             times[name] = min(times[name], time.perf_counter() - start)
+            cpu[name] = min(cpu[name], time.process_time() - start_cpu)
             outputs[name] = out
     refs = {
         "whole image (valid)": "whole image (valid)",
@@ -136,28 +140,41 @@ def compare(H: int, W: int, base: int, repeats: int) -> list[dict]:
         else:
             tiles = "1 (whole)"
         rows.append(dict(image=f"{H}x{W}", method=name, tiles=tiles, seconds=times[name],
-                         ratio=times[name] / times["whole image (valid)"], reference=refs[name],
+                         ratio=times[name] / times["whole image (valid)"],
+                         cpu_ratio=cpu[name] / cpu["whole image (valid)"], reference=refs[name],
                          diff=diff, input_pixels=grid.input_pixels if grid is not None else None))
     return rows
 
 
 # ------------------------------------------------------------------------------- memory
 CHILD = r"""
-import json, resource, sys
+import json, re, resource, sys
 import torch
 import unet_course as uc
 from unet_course.tiling import predict_tiled, tile_grid
+
+
+def status(field):  # kB -> bytes, from the kernel's accounting of this process
+    return int(re.search(field + r":\s+(\d+)", open("/proc/self/status").read()).group(1)) * 1024
+
+
 H, W, base, budget = (int(a) for a in sys.argv[1:5])
 uc.seed_everything(0)
 model = uc.UNet(base_channels=base).eval()
 image = torch.rand(1, H, W)
 with torch.no_grad():
     model(torch.rand(1, 1, 236, 236))  # warm-up, as in the timing runs
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-logits = predict_tiled(model, image, memory_budget=budget, progress=False)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:  # Linux: reset the high-water mark to the current RSS, so the peak is this call's
+    open("/proc/self/clear_refs", "w").write("5")
+    before = status("VmRSS")
+    logits = predict_tiled(model, image, memory_budget=budget, progress=False)
+    peak = status("VmHWM")
+except OSError:  # elsewhere: the process's high-water mark (imports included)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    logits = predict_tiled(model, image, memory_budget=budget, progress=False)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 grid = tile_grid(model, (H, W), memory_budget=budget)
-print(json.dumps(dict(before=before * 1024, peak=peak * 1024, tiles=len(grid),
+print(json.dumps(dict(before=before, peak=peak, tiles=len(grid),
                       tile=grid.input_size, estimate=grid.tile_memory * grid.batch_size,
                       image=image.numel() * 4, logits=logits.numel() * 4)))
 """
@@ -182,14 +199,16 @@ def main() -> None:
     parser.add_argument("--images", nargs="*", default=["1024x1024", "2048x1536"],
                         help="HxW of the images to compare")
     parser.add_argument("--memory-sizes", type=int, nargs="*", default=[1024, 2048, 4096])
-    parser.add_argument("--memory-budget", type=int, default=DEFAULT_MEMORY_BUDGET)
+    parser.add_argument("--memory-budgets", type=int, nargs="*",
+                        default=[DEFAULT_MEMORY_BUDGET, 512 * MiB], help="bytes")
     args = parser.parse_args()
 
     start = time.perf_counter()
     print(f"unet_course.UNet(base_channels={args.base}), valid padding, depth 4; CPU, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}; best of {args.repeats}\n")
-    print("| image | method | tiles | time (s) | x whole (valid) | max abs diff | vs |")
-    print("|---|---|---|---:|---:|---:|---|")
+    print("| image | method | tiles | time (s) | x whole (valid) | CPU time x whole | "
+          "max abs diff | vs |")
+    print("|---|---|---|---:|---:|---:|---:|---|")
     results = []
     images = [tuple(int(n) for n in s.split("x")) for s in args.images]
     for H, W in images:
@@ -197,7 +216,8 @@ def main() -> None:
         results += rows
         for r in rows:
             print(f"| {r['image']} | {r['method']} | {r['tiles']} | {r['seconds']:.2f} | "
-                  f"{r['ratio']:.2f} | {r['diff']:.1e} | {r['reference']} |", flush=True)
+                  f"{r['ratio']:.2f} | {r['cpu_ratio']:.2f} | {r['diff']:.1e} | {r['reference']} |",
+                  flush=True)
 
     print("\nInput pixels fed to the net, relative to the whole-image pass (the margin overhead):\n")
     print("| image | method | input pixels | x whole |")
@@ -210,18 +230,19 @@ def main() -> None:
                 print(f"| {H}x{W} | {r['method']} | {r['input_pixels']:,} | "
                       f"{r['input_pixels'] / whole:.2f} |")
 
-    if args.memory_sizes:
-        print(f"\nPeak memory of predict_tiled on CPU (fresh process per image, budget "
-              f"{args.memory_budget / 2**30:.2g} GiB):\n")
-        print("| image | tiles | peak RSS (MiB) | image (MiB) | logits (MiB) | "
+    if args.memory_sizes and args.memory_budgets:
+        print("\nPeak memory of predict_tiled on CPU (a fresh process per image):\n")
+        print("| budget | image | tiles | peak RSS (MiB) | image (MiB) | logits (MiB) | "
               "working memory (MiB) | estimate for one batch (MiB) |")
-        print("|---|---|---:|---:|---:|---:|---:|")
-        for r in memory(args.memory_sizes, args.base, args.memory_budget):
-            print(f"| {r['size']}x{r['size']} | {r['tiles']} x {r['tile'][0]}x{r['tile'][1]} | "
-                  f"{r['peak'] / MiB:.0f} | {r['image'] / MiB:.0f} | {r['logits'] / MiB:.0f} | "
-                  f"{r['working'] / MiB:.0f} | {r['estimate'] / MiB:.0f} |", flush=True)
-        print("\nworking memory = peak RSS - RSS before the call - logits (the image was already "
-              "resident)")
+        print("|---|---|---|---:|---:|---:|---:|---:|")
+        for budget in args.memory_budgets:
+            for r in memory(args.memory_sizes, args.base, budget):
+                print(f"| {budget / MiB:.0f} MiB | {r['size']}x{r['size']} | {r['tiles']} x "
+                      f"{r['tile'][0]}x{r['tile'][1]} | {r['peak'] / MiB:.0f} | "
+                      f"{r['image'] / MiB:.0f} | {r['logits'] / MiB:.0f} | {r['working'] / MiB:.0f} | "
+                      f"{r['estimate'] / MiB:.0f} |", flush=True)
+        print("\nworking memory = peak RSS during the call - RSS before it - logits (the image "
+              "was already resident)")
     print(f"\ntotal run time {time.perf_counter() - start:.0f} s")
 
 

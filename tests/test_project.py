@@ -98,5 +98,8 @@ def test_readme_leads_with_the_two_commands_and_ci_calls_make_test():
 def test_public_api_is_exported():
     import unet_course
 
-    for name in ("UNet", "profile", "device", "seed_everything"):
+    for name in ("UNet", "profile", "device", "seed_everything", "predict_tiled", "elastic_deform",
+                 "unet_weight_map", "weighted_cross_entropy", "synthetic_em", "touching_cells",
+                 "ISBI2012", "pixel_error", "rand_error", "iou", "dice", "fit", "evaluate",
+                 "save_checkpoint", "load_checkpoint", "draw_unet", "trace_shapes", "check_unet"):
         assert name in unet_course.__all__ and hasattr(unet_course, name)

@@ -222,6 +222,10 @@ def test_mode_is_restored_and_dropout_is_off_during_prediction():
     model.eval()
     predict_tiled(model, image)
     assert not model.training
+    model.train()
+    model.head.eval()  # a mixed state (e.g. frozen layers) comes back module by module
+    predict_tiled(model, image)
+    assert model.training and model.ups[0].training and not model.head.training
 
 
 def test_numpy_views_and_read_only_arrays_work_without_warnings():

@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage as ndi
 
+from .tiling import mirror_indices  # one mirroring rule for tiles, training tiles and warps
+
 __all__ = [
     "Compose",
     "ElasticDeform",
@@ -155,23 +157,6 @@ def dense_field(
             f"grid displacements must have shape (2, gh, gw), got {grid_displacements.shape}"
         )
     return bicubic_upsample(grid_displacements, (int(shape[0]), int(shape[1])), dtype)
-
-
-def mirror_indices(positions: np.ndarray, n: int) -> np.ndarray:
-    """Map integer positions on an axis of length ``n`` back into [0, n) by mirroring about the
-    first and last pixel (..., 2, 1, 0, 1, 2, ..., n-2, n-1, n-2, ...), repeatedly if needed.
-
-    The same extension as ``np.pad(mode="reflect")`` and SciPy's ``mode="mirror"``.
-    """
-    positions = np.asarray(positions)
-    if n == 1:
-        return np.zeros_like(positions)
-    if positions.size and positions.min() > -n and positions.max() < 2 * n - 1:
-        # at most one reflection on either side: two abs() are cheaper than a modulo
-        return (n - 1) - np.abs((n - 1) - np.abs(positions))
-    period = 2 * (n - 1)
-    p = np.mod(positions, period)
-    return np.where(p >= n, period - p, p)
 
 
 def _sample_coords(field: np.ndarray) -> np.ndarray:

@@ -34,7 +34,8 @@ import torch
 from scipy import ndimage as ndi
 
 from ._manifests import ISBI2012_BASE_URL, ISBI2012_MANIFEST_CSV
-from .augment import bicubic_upsample, mirror_indices
+from .augment import bicubic_upsample
+from .tiling import mirror_indices
 
 __all__ = [
     "ISBI2012",

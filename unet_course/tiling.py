@@ -47,6 +47,7 @@ __all__ = [
     "Tile",
     "TileGrid",
     "estimate_tile_memory",
+    "mirror_indices",
     "mirror_pad",
     "predict_tiled",
     "tile_grid",
@@ -66,22 +67,28 @@ ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
 
 # ---------------------------------------------------------------------------- mirroring
-def _mirror_index(start: int, stop: int, n: int, mode: Mode = "reflect") -> np.ndarray:
-    """Indices into an axis of length ``n`` for the positions ``start .. stop - 1``.
+def mirror_indices(positions: np.ndarray, n: int, mode: Mode = "reflect") -> np.ndarray:
+    """Map integer positions on an axis of length ``n`` back into [0, n) by mirroring.
 
-    Positions outside [0, n) are mirrored back, repeatedly if the pad is longer than the
-    axis (the mirrored image is periodic with period 2(n - 1) for reflect, 2n for symmetric).
+    ``reflect`` mirrors about the first and last pixel (..., 2, 1, 0, 1, 2, ..., n-2, n-1,
+    n-2, ...), like ``np.pad(mode="reflect")`` and SciPy's ``mode="mirror"``; ``symmetric``
+    repeats the border pixel (..., 1, 0, 0, 1, ..., n-1, n-1, ...). Far-away positions are
+    mirrored repeatedly: the extension is periodic with period 2(n - 1), or 2n for symmetric.
+    Used by :func:`mirror_pad`, the training tiles and the augmentations alike.
     """
-    idx = np.arange(start, stop)
-    if mode == "reflect":
-        if n == 1:  # nothing to reflect about: the single pixel is the whole extension
-            return np.zeros_like(idx)
-        period = 2 * (n - 1)
-        idx = np.mod(idx, period)
-        return np.where(idx >= n, period - idx, idx)
-    period = 2 * n
-    idx = np.mod(idx, period)
-    return np.where(idx >= n, period - 1 - idx, idx)
+    positions = np.asarray(positions)
+    if mode == "symmetric":
+        period = 2 * n
+        p = np.mod(positions, period)
+        return np.where(p >= n, period - 1 - p, p)
+    if n == 1:  # nothing to reflect about: the single pixel is the whole extension
+        return np.zeros_like(positions)
+    if positions.size and positions.min() > -n and positions.max() < 2 * n - 1:
+        # at most one reflection on either side: two abs() are cheaper than a modulo
+        return (n - 1) - np.abs((n - 1) - np.abs(positions))
+    period = 2 * (n - 1)
+    p = np.mod(positions, period)
+    return np.where(p >= n, period - p, p)
 
 
 def _pad_widths(pad: int | Sequence[int]) -> tuple[int, int, int, int]:
@@ -139,8 +146,8 @@ def mirror_pad(image: ArrayT, pad: int | Sequence[int], mode: Mode = "reflect") 
     H, W = image.shape[-2:]
     if H == 0 or W == 0:
         raise ValueError(f"cannot mirror an empty image of shape {tuple(image.shape)}")
-    rows = _mirror_index(-top, H + bottom, H, mode)
-    cols = _mirror_index(-left, W + right, W, mode)
+    rows = mirror_indices(np.arange(-top, H + bottom), H, mode)
+    cols = mirror_indices(np.arange(-left, W + right), W, mode)
     if isinstance(image, np.ndarray):
         return image[..., rows[:, None], cols[None, :]]
     r = torch.from_numpy(rows).to(image.device)
@@ -325,8 +332,8 @@ def estimate_tile_memory(
     width w0 at once: the skip, the up-convolved map, their concatenation (two maps' worth) and
     the two 3x3 convolution outputs; the deeper levels add a small geometric tail and the
     input, output and workspace a few maps more. The estimate is itemsize x h x w x
-    (6 w0 + 32); measured peaks on CPU (PyTorch 2, float32) are 0.9-1.0 times it for
-    w0 = 16...64.
+    (6 w0 + 32); measured peaks on CPU (PyTorch 2, float32, batch 1) are 0.8-0.95 times it
+    for w0 = 16 ... 64.
     """
     if dtype is None:
         p = next(model.parameters(), None)
@@ -575,7 +582,7 @@ def _extract(x: torch.Tensor, origin: tuple[int, int], size: tuple[int, int],
             if 0 <= o and o + n <= length:
                 cache[key] = slice(o, o + n)  # inside the image: a plain view
             else:
-                cache[key] = torch.from_numpy(_mirror_index(o, o + n, length)).to(x.device)
+                cache[key] = torch.from_numpy(mirror_indices(np.arange(o, o + n), length)).to(x.device)
         parts.append(cache[key])
     rows, cols = parts
     t = x[:, rows] if isinstance(rows, slice) else x.index_select(1, rows)
@@ -638,7 +645,7 @@ def predict_tiled(
 
     out: torch.Tensor | None = None
     cache: dict[tuple[int, int, int], torch.Tensor | slice] = {}
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]  # restored exactly, module by module
     model.eval()
     try:
         with torch.no_grad(), tqdm(total=len(grid), desc="predict_tiled", unit="tile",
@@ -653,6 +660,7 @@ def predict_tiled(
                     out[:, t.out[0], t.out[1]] = yt[:, t.keep[0], t.keep[1]].to(x.device)
                 bar.update(len(batch))
     finally:
-        model.train(was_training)
+        for m, training in modes:
+            m.training = training
     assert out is not None
     return out

@@ -306,10 +306,11 @@ def unet_weight_map(
         nearest = ndi.distance_transform_edt(
             cells[r0:r1, c0:c1] != cell_id, return_distances=False, return_indices=True
         )
-        dr = nearest[0] - rows[: r1 - r0]  # window coordinates
-        dc = nearest[1] - cols[:, : c1 - c0]
-        sq = dr * dr
-        sq += dc * dc
+        nearest[0] -= rows[: r1 - r0]  # offsets in window coordinates, in place
+        nearest[1] -= cols[:, : c1 - c0]
+        np.square(nearest, out=nearest)
+        sq = nearest[0]
+        sq += nearest[1]
         win1, win2 = s1[r0:r1, c0:c1], s2[r0:r1, c0:c1]
         np.minimum(win2, np.maximum(win1, sq), out=win2)
         np.minimum(win1, sq, out=win1)

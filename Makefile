@@ -9,13 +9,15 @@ BENCH_STAMP := $(VENV)/.installed-bench
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 NBVAL_FLAGS := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: help install book test unit nbval notebooks bench lint clean
+.PHONY: help install data book test unit nbval notebooks bench lint clean
 
 help:
 	@echo "make book       build the book into _build/html (executes notebooks, with a cache)"
 	@echo "make test       unit tests + strict nbval of every lesson + a book build from stored outputs"
+	@echo "make data       download and verify the ISBI 2012 slices (once; lesson 09 and its tests)"
 	@echo "make notebooks  re-execute every notebook in place (quick profile) so stored outputs are current"
-	@echo "make bench      compare against MONAI, segmentation-models-pytorch, elasticdeform (not a test)"
+	@echo "make bench      compare against MONAI, segmentation-models-pytorch, elasticdeform (not a test;"
+	@echo "                ISBI_BUDGET=8 minutes per recipe for benchmarks/isbi_budget.py)"
 	@echo "make lint       ruff over the package, tests and benchmarks"
 
 $(BIN)/python:
@@ -32,21 +34,26 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+# The 30 ISBI 2012 slices and labels, sha256-checked, into $UNET_COURSE_DATA (default
+# ~/.cache/unet_course). Files already there and verified are not downloaded again.
+data: $(STAMP)
+	$(BIN)/python -m unet_course download isbi2012
+
 book: $(STAMP)
 	$(BIN)/jupyter-book build --all .
 	@echo "The book is at _build/html/index.html"
 
 # One pytest run: unit tests, the book-build test and every notebook compared with its stored outputs.
-test: $(STAMP)
+test: $(STAMP) data
 	UNET_COURSE_PROFILE=quick $(BIN)/python -m pytest tests $(NBVAL_FLAGS) notebooks
 
 unit: $(STAMP)
 	UNET_COURSE_PROFILE=quick $(BIN)/python -m pytest tests
 
-nbval: $(STAMP)
+nbval: $(STAMP) data
 	UNET_COURSE_PROFILE=quick $(BIN)/python -m pytest $(NBVAL_FLAGS) notebooks
 
-notebooks: $(STAMP)
+notebooks: $(STAMP) data
 	UNET_COURSE_PROFILE=quick $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.timeout=600 $(NOTEBOOKS)
 
@@ -57,8 +64,12 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[bench]"
 	touch $@
 
-bench: $(BENCH_STAMP)
-	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+# isbi_budget.py trains 4 recipes for ISBI_BUDGET minutes each (about 40 min in all at 8).
+ISBI_BUDGET ?= 8
+bench: $(BENCH_STAMP) data
+	@for b in benchmarks/*.py; do echo "== $$b"; \
+		if [ $$b = benchmarks/isbi_budget.py ]; then $(BIN)/python $$b --budget $(ISBI_BUDGET) || exit 1; \
+		else $(BIN)/python $$b || exit 1; fi; done
 
 lint: $(STAMP)
 	$(BIN)/ruff check unet_course tests benchmarks

@@ -14,11 +14,12 @@ def test_help_explains_every_option():
     out = subprocess.run([sys.executable, "-m", "unet_course", "train", "--help"],
                          capture_output=True, text=True, check=True).stdout
     for option in ("--data", "--steps", "--out", "--root", "--download", "--resume", "--optimizer",
-                   "--lr", "--tile", "--seed"):
+                   "--lr", "--tile", "--seed", "--preset", "--time-budget", "--val-fraction",
+                   "--masks"):
         assert option in out
     out = subprocess.run([sys.executable, "-m", "unet_course", "predict", "--help"],
                          capture_output=True, text=True, check=True).stdout
-    assert "--checkpoint" in out and "--out" in out and "image" in out
+    assert "--checkpoint" in out and "--out" in out and "image" in out and "--probabilities" in out
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,16 @@ def test_train_writes_a_checkpoint_and_resume_continues(checkpoint, capsys):
     rc = main(["train", "--images", "3", "--size", "96", "--steps", "5", "--depth", "2",
                "--base-channels", "4", "--tile", "60", "--out", str(checkpoint.parent), "--resume"])
     assert rc == 0
-    assert "held out: pixel_error" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "held out (1 images): pixel_error" in out
+    assert "baseline (Otsu): pixel_error" in out
+
+
+def test_resume_with_no_steps_left_says_so(checkpoint, capsys):
+    rc = main(["train", "--images", "3", "--size", "96", "--steps", "2", "--depth", "2",
+               "--base-channels", "4", "--tile", "60", "--out", str(checkpoint.parent), "--resume"])
+    assert rc == 2
+    assert "already at step" in capsys.readouterr().err
 
 
 def test_predict_any_image_size(checkpoint, tmp_path, capsys):
@@ -70,3 +80,65 @@ def test_bad_input_gives_one_line(case, message, checkpoint, tmp_path, capsys):
 def test_invalid_draw_size_is_one_line(tmp_path, capsys):
     assert main(["draw", "--size", "570", "--out", str(tmp_path / "u.png")]) == 2
     assert "556 or 572" in capsys.readouterr().err
+
+
+def test_same_seed_gives_the_same_weights(tmp_path):
+    import torch
+
+    runs = []
+    for name in ("a", "b"):
+        assert main(["train", "--images", "2", "--size", "64", "--steps", "2", "--depth", "2",
+                     "--base-channels", "4", "--tile", "32", "--val-fraction", "0", "--seed", "3",
+                     "--out", str(tmp_path / name)]) == 0
+        runs.append(torch.load(tmp_path / name / "last.pt", weights_only=True)["state_dict"])
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
+def test_time_budget_stops_training(tmp_path, capsys):
+    rc = main(["train", "--images", "2", "--size", "64", "--time-budget", "0.002", "--depth", "2",
+               "--base-channels", "4", "--tile", "32", "--val-fraction", "0",
+               "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert rc == 0 and "stops after 0.002 min" in out
+    steps = int(out.split("trained ")[1].split()[0])
+    assert 1 <= steps < 10**6  # stopped by the clock, not by a step count
+
+
+def test_val_fraction_that_leaves_nothing_to_train_on(tmp_path, capsys):
+    rc = main(["train", "--images", "1", "--size", "64", "--steps", "1", "--out", str(tmp_path)])
+    assert rc == 2 and "leave none to train on" in capsys.readouterr().err
+
+
+def test_folder_data_and_probabilities(tmp_path, capsys):
+    from unet_course.data import synthetic_em
+
+    images, masks, _ = synthetic_em(3, size=64, seed=0)
+    (tmp_path / "img").mkdir()
+    (tmp_path / "lab").mkdir()
+    for k, (im, m) in enumerate(zip(images, masks)):
+        Image.fromarray((im * 65535).astype(np.uint16)).save(tmp_path / "img" / f"s{k}.png")
+        Image.fromarray((m * 255).astype(np.uint8)).save(tmp_path / "lab" / f"s{k}.png")
+    rc = main(["train", "--data", "folder", "--images", str(tmp_path / "img"), "--masks",
+               str(tmp_path / "lab"), "--steps", "2", "--depth", "2", "--base-channels", "4",
+               "--tile", "32", "--out", str(tmp_path / "run")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "training on 2 folder images, 1 held out" in out
+    rc = main(["predict", str(tmp_path / "img" / "s0.png"), "--checkpoint",
+               str(tmp_path / "run" / "last.pt"), "--probabilities", "--out", str(tmp_path / "p.tif")])
+    assert rc == 0
+    prob = np.asarray(Image.open(tmp_path / "p.tif"))
+    assert prob.dtype == np.float32 and prob.shape == (64, 64)
+    assert 0 <= prob.min() <= prob.max() <= 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--threshold", "nan"], "must be a probability"),
+    (["--out", "DIR"], "is a folder"),
+])
+def test_predict_options_checked(args, message, checkpoint, tmp_path, capsys):
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "ok.png")
+    args = [str(tmp_path) if a == "DIR" else a for a in args]
+    if "--out" not in args:
+        args += ["--out", str(tmp_path / "m.png")]
+    rc = main(["predict", str(tmp_path / "ok.png"), "--checkpoint", str(checkpoint), *args])
+    assert rc == 2 and message in capsys.readouterr().err

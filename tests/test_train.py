@@ -126,3 +126,81 @@ def test_evaluate_predicts_whole_images_of_any_size():
     assert all(0.0 <= v <= 1.0 for v in metrics.values())
     with pytest.raises(ValueError, match="1 images but 2 masks"):
         evaluate(net, images, masks * 2)
+
+
+class Counting(torch.utils.data.Dataset):
+    """Returns its index as the image value and remembers the epochs it was told."""
+
+    def __init__(self, n=5):
+        self.n, self.epochs, self.seen = n, [], []
+
+    def __len__(self):
+        return self.n
+
+    def set_epoch(self, epoch):
+        self.epochs.append(epoch)
+
+    def __getitem__(self, i):
+        self.seen.append(i)
+        return torch.zeros(1, 44, 44), torch.zeros(4, 4, dtype=torch.long)
+
+
+def test_each_epoch_sees_every_item_once_and_new_tiles():
+    data = Counting(5)
+    fit(small_net(), data, steps=10, progress=False)
+    assert sorted(data.seen[:5]) == sorted(data.seen[5:]) == list(range(5))
+    assert data.epochs == [0, 1]
+
+
+def test_warmup_and_poly_schedule_set_the_rate():
+    from unet_course.train import _lr_factor
+
+    assert _lr_factor(0, 4, "constant", 0.0) == 0.25
+    assert _lr_factor(3, 4, "constant", 0.0) == 1.0
+    assert _lr_factor(10, 0, "poly", 0.5) == pytest.approx(0.5**0.9)
+    rates = []
+    fit(small_net(), Tiles(), steps=20, lr=0.01, warmup=5, lr_schedule="poly", log_every=1,
+        callbacks=[lambda e: rates.append(e.get("lr"))], progress=False)
+    assert rates[0] == pytest.approx(0.002) and rates[4] < 0.01 and rates[-1] < rates[5]
+
+
+def test_time_budget_stops_early_and_checkpoints(tmp_path):
+    history = fit(small_net(), Tiles(), steps=10**6, time_budget=0.5, checkpoint_dir=tmp_path,
+                  progress=False)
+    assert 0 < len(history.loss) < 10**6
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == len(history.loss)
+
+
+def test_grad_clip_bounds_the_step():
+    net = small_net()
+    before = [p.detach().clone() for p in net.parameters()]
+    fit(net, Tiles(), steps=1, optimizer="sgd", lr=1.0, momentum=0.0, grad_clip=1e-3,
+        progress=False)
+    moved = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(net.parameters(), before)))
+    assert moved <= 1e-3 + 1e-6
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"warmup": -1}, "warmup"), ({"grad_clip": 0}, "grad_clip"),
+    ({"lr_schedule": "cosine"}, "lr_schedule"), ({"time_budget": 0}, "time_budget"),
+])
+def test_bad_schedule_options(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        fit(small_net(), Tiles(), steps=1, progress=False, **kwargs)
+
+
+def test_ctrl_c_keeps_a_checkpoint(tmp_path):
+    def interrupt(event):
+        if event.get("step") == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(small_net(), Tiles(), steps=10, log_every=1, callbacks=[interrupt],
+            checkpoint_dir=tmp_path, progress=False)
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 3
+
+
+def test_divergence_carries_the_history():
+    with pytest.raises(FloatingPointError) as info:
+        fit(small_net(), Tiles(), steps=200, lr=1e6, momentum=0.99, progress=False)
+    assert info.value.step == len(info.value.history.loss) + 1

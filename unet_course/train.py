@@ -21,6 +21,7 @@ import os
 import random
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,6 +207,10 @@ def fit(
     momentum: float = 0.99,
     weight_decay: float = 0.0,
     batch_size: int = 1,
+    warmup: int = 0,
+    grad_clip: float | None = None,
+    lr_schedule: str = "constant",
+    time_budget: float | None = None,
     device: str | torch.device | None = None,
     amp: bool = False,
     channels_last: bool = False,
@@ -224,7 +229,18 @@ def fit(
     soft-max cross-entropy when items carry a weight map (plain cross-entropy otherwise).
     ``lr`` defaults to 0.01 for SGD and 1e-3 for Adam (``optimizer="adam"``).
 
-    Each step draws one index per batch element from a generator seeded with ``seed``.
+    Items are drawn without replacement: each epoch walks a fresh permutation of
+    ``train_data`` (seeded by ``seed`` and the epoch), and a dataset with ``set_epoch`` (such as
+    :class:`~unet_course.data.TileDataset`) is told the epoch, so it draws new tiles. A
+    ``TileDataset`` of ``length=steps`` is therefore seen exactly once, every tile fresh.
+
+    Stability options (none is in the paper; see lesson 06 for what each one buys):
+    ``warmup`` ramps the learning rate linearly from 0 over that many steps; ``grad_clip``
+    rescales the gradient to at most that L2 norm; ``lr_schedule="poly"`` decays the rate as
+    ``(1 - progress) ** 0.9`` (nnU-Net's schedule), where progress is the larger of the
+    fraction of ``steps`` and of ``time_budget`` used. ``time_budget`` (seconds) stops training
+    after that much wall-clock time, with the checkpoint written as at a normal end.
+
     Every ``log_every`` steps each callback receives ``{"step", "loss", "lr"}`` (the loss
     averaged since the last call); every ``val_every`` steps :func:`evaluate` runs on
     ``val_data = (images, masks)`` and the callbacks receive ``{"step", "val": metrics}``.
@@ -243,6 +259,14 @@ def fit(
         raise ValueError(f"batch_size must be >= 1 (the paper uses 1), got {batch_size}")
     if len(train_data) == 0:
         raise ValueError("train_data is empty")
+    if not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be a number of steps >= 0, got {warmup!r}")
+    if grad_clip is not None and not grad_clip > 0:
+        raise ValueError(f"grad_clip must be a positive gradient norm or None, got {grad_clip!r}")
+    if lr_schedule not in ("constant", "poly"):
+        raise ValueError(f"lr_schedule must be 'constant' or 'poly', got {lr_schedule!r}")
+    if time_budget is not None and not time_budget > 0:
+        raise ValueError(f"time_budget must be a positive number of seconds, got {time_budget!r}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if amp and device.type != "cuda":
         raise ValueError("amp=True needs a CUDA device; on the CPU train in float32")
@@ -261,6 +285,9 @@ def fit(
         if ckpt["optimizer"] is not None:
             opt.load_state_dict(ckpt["optimizer"])
         start = ckpt["step"]
+        if start >= steps:
+            raise ValueError(f"{resume} is already at step {start}; to train on, ask for more "
+                             f"than {start} steps (got steps={steps})")
         if ckpt["history"] is not None:
             history = History(**ckpt["history"])
         if ckpt["rng"] is not None:
@@ -275,51 +302,107 @@ def fit(
 
     model.train()
     running, count = 0.0, 0
+    sampler = _EpochSampler(train_data, seed)
+    base_lr = [g["lr"] for g in opt.param_groups]
+    started = time.perf_counter()
+    done = start
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="training", unit="step",
                disable=not progress, file=sys.stdout, dynamic_ncols=True)
-    for step in bar:
-        idx = torch.randint(len(train_data), (batch_size,), generator=generator).tolist()
-        images, targets, weights = _batch([_unpack(train_data[i]) for i in idx], device, channels_last)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-            logits = model(images)
-        logits = logits.float()
-        if weights is not None:
-            loss = weighted_cross_entropy(logits, targets, weights)
-        else:
-            loss = F.cross_entropy(logits, targets)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"the loss became {loss.item()} at step {step + 1}. Likely causes: a learning rate "
-                f"too high for momentum {momentum} (try lr / 10), inputs not scaled to [0, 1], "
-                "NaN or inf in an image or weight map, or float16 overflow with amp=True")
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
+    try:
+        for step in bar:
+            elapsed = time.perf_counter() - started
+            if time_budget is not None and elapsed >= time_budget:
+                break
+            progress_done = step / steps if time_budget is None else max(step / steps, elapsed / time_budget)
+            factor = _lr_factor(step, warmup, lr_schedule, progress_done)
+            for group, lr0 in zip(opt.param_groups, base_lr):
+                group["lr"] = lr0 * factor
+            idx = sampler.indices(step * batch_size, batch_size)
+            images, targets, weights = _batch([_unpack(train_data[i]) for i in idx], device, channels_last)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+                logits = model(images)
+            logits = logits.float()
+            if weights is not None:
+                loss = weighted_cross_entropy(logits, targets, weights)
+            else:
+                loss = F.cross_entropy(logits, targets)
+            if not torch.isfinite(loss):
+                err = FloatingPointError(
+                    f"the loss became {loss.item()} at step {step + 1}. Likely causes: a learning rate "
+                    f"too high for momentum {momentum} (try lr / 10), inputs not scaled to [0, 1], "
+                    "NaN or inf in an image or weight map, or float16 overflow with amp=True")
+                err.step, err.history = step + 1, history  # what was learnt before, for plots
+                raise err
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if grad_clip is not None:
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            scaler.step(opt)
+            scaler.update()
 
-        value = loss.item()
-        history.steps.append(step + 1)
-        history.loss.append(value)
-        running, count = running + value, count + 1
-        done = step + 1
-        if done % log_every == 0 or done == steps:
-            event = {"step": done, "loss": running / count, "lr": opt.param_groups[0]["lr"]}
-            bar.set_postfix(loss=f"{event['loss']:.4f}")
-            for cb in callbacks:
-                cb(event)
-            running, count = 0.0, 0
-        if val_data is not None and val_every and (done % val_every == 0 or done == steps):
-            metrics = evaluate(model, *val_data)
-            history.val.append({"step": done, **metrics})
-            model.train()
-            for cb in callbacks:
-                cb({"step": done, "val": metrics})
-        if checkpoint_every and done % checkpoint_every == 0 and done != steps:
-            checkpoint(done)
+            value = loss.item()
+            history.steps.append(step + 1)
+            history.loss.append(value)
+            running, count = running + value, count + 1
+            done = step + 1
+            if done % log_every == 0 or done == steps:
+                event = {"step": done, "loss": running / count, "lr": opt.param_groups[0]["lr"]}
+                bar.set_postfix(loss=f"{event['loss']:.4f}")
+                for cb in callbacks:
+                    cb(event)
+                running, count = 0.0, 0
+            if val_data is not None and val_every and (done % val_every == 0 or done == steps):
+                metrics = evaluate(model, *val_data)
+                history.val.append({"step": done, **metrics})
+                model.train()
+                for cb in callbacks:
+                    cb({"step": done, "val": metrics})
+            if checkpoint_every and done % checkpoint_every == 0 and done != steps:
+                checkpoint(done)
+    except KeyboardInterrupt:
+        bar.close()
+        checkpoint(done)  # Ctrl-C keeps what was learnt; the caller says where
+        raise
     bar.close()
-    checkpoint(steps)
+    for group, lr0 in zip(opt.param_groups, base_lr):
+        group["lr"] = lr0  # a resumed run applies its own schedule from the base rate
+    checkpoint(done)
     model.eval()
     return history
+
+
+def _lr_factor(step: int, warmup: int, schedule: str, progress: float) -> float:
+    """Multiplier of the base learning rate at ``step`` (0-based)."""
+    factor = 1.0
+    if warmup and step < warmup:
+        factor = (step + 1) / warmup
+    if schedule == "poly":
+        factor *= max(0.0, 1.0 - progress) ** 0.9
+    return factor
+
+
+class _EpochSampler:
+    """Indices without replacement: epoch e is a permutation seeded by (seed, e).
+
+    The k-th item ever drawn depends only on k, so a resumed run draws the same items.
+    """
+
+    def __init__(self, dataset: Any, seed: int):
+        self.dataset, self.seed, self.n = dataset, seed, len(dataset)
+        self._epoch, self._perm = -1, None
+
+    def _permutation(self, epoch: int) -> list[int]:
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g).tolist()
+            set_epoch = getattr(self.dataset, "set_epoch", None)
+            if callable(set_epoch):
+                set_epoch(epoch)
+        return self._perm
+
+    def indices(self, first: int, count: int) -> list[int]:
+        return [self._permutation(k // self.n)[k % self.n] for k in range(first, first + count)]
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, Rectangle
@@ -22,7 +23,7 @@ from torch import nn
 
 from .model import UNet, Up
 
-__all__ = ["FeatureMap", "VisdomLogger", "draw_unet", "plot_history", "unet_feature_maps"]
+__all__ = ["FeatureMap", "VisdomLogger", "draw_unet", "error_overlay", "plot_history", "unet_feature_maps"]
 
 Kind = Literal["input", "conv", "pool", "upconv", "crop", "output"]
 
@@ -353,6 +354,23 @@ def draw_unet(
     ax.set_ylim(y0, y1)
     ax.set_aspect("equal")
     return fig
+
+
+# --------------------------------------------------------------------------- results
+def error_overlay(image, pred, truth) -> np.ndarray:
+    """RGB (H, W, 3) float image: the gray slice dimmed, red = false cell, blue = false membrane.
+
+    ``image`` (H, W) in [0, 1]; ``pred`` and ``truth`` (H, W) with 1 (or True) = cell.
+    """
+    image, pred, truth = (np.asarray(a) for a in (image, pred, truth))
+    if not image.shape == pred.shape == truth.shape or image.ndim != 2:
+        raise ValueError(f"image, pred and truth must be (H, W) of one shape, got {image.shape}, "
+                         f"{pred.shape}, {truth.shape}")
+    rgb = np.repeat(np.clip(image, 0, 1)[..., None], 3, axis=2).astype(np.float32) * 0.8
+    pred, truth = pred.astype(bool), truth.astype(bool)
+    rgb[pred & ~truth] = (1.0, 0.1, 0.1)
+    rgb[~pred & truth] = (0.1, 0.3, 1.0)
+    return rgb
 
 
 # --------------------------------------------------------------------------- training curves

@@ -30,6 +30,12 @@ def torch_threads(n: int):
         torch.set_num_threads(before)
 
 
+def beats(scores, otsu):
+    """Better than Otsu + morphology on both metrics: the lesson's meaning of 'learnt something'."""
+    return (scores["pixel_error"] < otsu["pixel_error"]
+            and scores["rand_error"] < otsu["rand_error"])
+
+
 @pytest.fixture(scope="module")
 def lesson06():
     split = em_split(4, 2, size=256, seed=0)  # lesson 06, quick profile
@@ -51,20 +57,20 @@ def test_lesson06_cpu_preset_beats_otsu_on_held_out_slices(lesson06, seed, threa
 
 @pytest.mark.parametrize("threads", THREADS)
 @pytest.mark.parametrize("seed", SEEDS)
-def test_lesson06_paper_recipe_at_lr_0_02_learns_nothing_useful(lesson06, seed, threads):
+def test_lesson06_paper_recipe_at_lr_0_02_does_not_beat_otsu(lesson06, seed, threads):
     split, otsu = lesson06
     with torch_threads(threads):
         run = train_and_score("paper", split, steps=300, seed=seed, lr=0.02)
-    assert not run.trained or run.scores["pixel_error"] > otsu["pixel_error"]
+    assert not run.trained or not beats(run.scores, otsu)
 
 
 @pytest.mark.parametrize("threads", THREADS)
 @pytest.mark.parametrize("seed", SEEDS)
-def test_lesson06_lr_0_5_learns_nothing(lesson06, seed, threads):
+def test_lesson06_lr_0_5_does_not_beat_otsu(lesson06, seed, threads):
     split, otsu = lesson06
     with torch_threads(threads):
         run = train_and_score("paper", split, steps=100, seed=seed, lr=0.5)
-    assert not run.trained or run.scores["pixel_error"] > otsu["pixel_error"]
+    assert not run.trained or not beats(run.scores, otsu)
 
 
 # Lesson 09: the expensive claims run at 3 seeds, both thread counts (seed 0 at both).

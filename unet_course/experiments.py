@@ -88,6 +88,14 @@ class RunResult:
     def trained(self) -> bool:
         return self.scores is not None
 
+    def beats(self, baseline: dict[str, float]) -> bool:
+        """Trained, with lower pixel AND Rand error than ``baseline`` (e.g. :func:`otsu_scores`).
+
+        The lessons' meaning of "learnt something useful".
+        """
+        return self.trained and all(self.scores[k] < baseline[k]
+                                    for k in ("pixel_error", "rand_error"))
+
 
 def train_and_score(preset: str, split: Split, steps: int, seed: int = 0,
                     **overrides) -> RunResult:

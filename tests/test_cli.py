@@ -106,7 +106,9 @@ def test_time_budget_stops_training(tmp_path, capsys):
 
 def test_val_fraction_that_leaves_nothing_to_train_on(tmp_path, capsys):
     rc = main(["train", "--images", "1", "--size", "64", "--steps", "1", "--out", str(tmp_path)])
-    assert rc == 2 and "leave none to train on" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert rc == 2 and "holds 1 of the 1 image(s) out for validation" in err
+    assert "leaves none to train on" in err and "at least 2 images" in err and "--val-fraction 0" in err
 
 
 def test_folder_data_and_probabilities(tmp_path, capsys):
@@ -132,7 +134,8 @@ def test_folder_data_and_probabilities(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--threshold", "nan"], "must be a probability"),
+    (["--threshold", "nan"], "--threshold must be a finite number"),
+    (["--threshold", "1.5"], "--threshold must be in [0.0, 1.0]"),
     (["--out", "DIR"], "is a folder"),
 ])
 def test_predict_options_checked(args, message, checkpoint, tmp_path, capsys):

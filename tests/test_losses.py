@@ -154,3 +154,36 @@ def test_soft_dice_is_differentiable_and_bounded():
     loss.backward()
     assert 0.0 <= loss.item() <= 1.0
     assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+
+
+# ------------------------------------------------------------------------------ weights that mean nothing
+
+
+@pytest.mark.parametrize("bad, count", [(-1.0, "1 negative, 0 NaN and 0 infinite"),
+                                        (float("nan"), "0 negative, 1 NaN and 0 infinite"),
+                                        (float("inf"), "0 negative, 0 NaN and 1 infinite")])
+def test_negative_or_non_finite_weights_are_refused(bad, count):
+    logits, target, weights = batch(0)
+    weights[1, 3, 4] = bad
+    for reduction in ("mean", "sum", "weighted_mean", "none"):
+        with pytest.raises(ValueError, match=f"finite and >= 0.*{count}"):
+            weighted_cross_entropy(logits, target, weights, reduction)
+
+
+def test_all_zero_weights_give_zero_loss_and_zero_gradient():
+    logits, target, weights = batch(1)
+    logits.requires_grad_(True)
+    loss = weighted_cross_entropy(logits, target, torch.zeros_like(weights), "weighted_mean")
+    loss.backward()
+    assert loss.item() == 0.0 and torch.equal(logits.grad, torch.zeros_like(logits))
+    # some zero weights change nothing: still the sum over the weights' sum
+    weights[0] = 0
+    expected = (F.cross_entropy(logits, target, reduction="none") * weights).sum() / weights.sum()
+    torch.testing.assert_close(weighted_cross_entropy(logits, target, weights, "weighted_mean"), expected)
+
+
+@pytest.mark.parametrize("smooth", [0.0, -1.0, float("nan")])
+def test_soft_dice_needs_a_positive_smooth(smooth):
+    logits, target, _ = batch(2)
+    with pytest.raises(ValueError, match="soft_dice_loss: smooth must"):
+        soft_dice_loss(logits, target, smooth=smooth)

@@ -107,3 +107,52 @@ def test_accepts_tensors_and_rejects_bad_input():
         iou(m.astype(np.float32) * 3, m)
     with pytest.raises(TypeError, match="integer label map"):
         dice(m, m.astype(np.float32))
+
+
+# ------------------------------------------------------------------------------ no silent numbers
+
+
+@pytest.mark.parametrize("metric", [pixel_error, rand_error, iou, dice])
+def test_empty_maps_and_non_finite_probabilities_are_refused(metric):
+    empty = np.zeros((0, 0), np.int64)
+    with pytest.raises(ValueError, match=r"empty \(0x0\): there is no pixel to score"):
+        metric(empty.astype(np.float32), empty)
+    with pytest.raises(ValueError, match="empty"):
+        metric(np.zeros((3, 0), np.int64), np.zeros((3, 0), np.int64))
+    m = two_cells()
+    for bad in (np.nan, np.inf):
+        prob = m.astype(np.float32)
+        prob[2, 2] = bad
+        with pytest.raises(ValueError, match="1 NaN or infinite value"):
+            metric(prob, m)
+
+
+def test_threshold_and_thresholds_are_checked():
+    m = two_cells()
+    with pytest.raises(ValueError, match="threshold must be a finite number"):
+        pixel_error(m.astype(np.float32), m, threshold=float("nan"))
+    with pytest.raises(ValueError, match="at least one probability"):
+        rand_error(m.astype(np.float32), m, thresholds=[])
+
+
+def test_huge_instance_ids_are_scored_like_small_ones():
+    m = two_cells()
+    ids = segments(m)
+    huge = np.where(ids == 2, 2**62, ids)
+    assert rand_error(m, huge) == rand_error(m, ids) == 0.0
+    unsigned = ids.astype(np.uint64)
+    unsigned[ids == 1] = np.uint64(2**64 - 1)
+    assert rand_f_score(segments(m), unsigned) == 1.0
+
+
+def test_baseline_options_are_checked():
+    from unet_course.baseline import otsu_threshold, threshold_segmentation
+
+    image = np.random.default_rng(0).random((16, 16)).astype(np.float32)
+    with pytest.raises(ValueError, match="bins must be an int >= 2"):
+        otsu_threshold(image, bins=1)
+    with pytest.raises(ValueError, match=r"opening \(iterations\) must be an int >= 0"):
+        threshold_segmentation(image, opening=-1)
+    with pytest.raises(TypeError, match=r"max_hole \(pixels\) must be an int"):
+        threshold_segmentation(image, max_hole=2.5)
+    assert threshold_segmentation(image, opening=0, max_hole=0).shape == (16, 16)

@@ -126,12 +126,14 @@ def test_shape_errors_say_what_is_wrong(paper_net):
         paper_net.output_size(572.0)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(padding="reflect"), "padding"), (dict(up_mode="nearest"), "up_mode"),
-    (dict(depth=0), "depth"), (dict(dropout=1.0), "dropout"), (dict(base_channels=2.5), "base_channels"),
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(padding="reflect"), ValueError, "padding"), (dict(up_mode="nearest"), ValueError, "up_mode"),
+    (dict(depth=0), ValueError, "depth"), (dict(dropout=1.0), ValueError, "dropout"),
+    # a value of the wrong kind is a TypeError (the package's convention, see validation.py)
+    (dict(base_channels=2.5), TypeError, "base_channels"), (dict(batch_norm="yes"), TypeError, "batch_norm"),
 ])
-def test_bad_constructor_arguments(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+def test_bad_constructor_arguments(kwargs, error, message):
+    with pytest.raises(error, match=message):
         UNet(**kwargs)
 
 

@@ -47,3 +47,32 @@ def test_seed_everything_repeats_every_generator():
         assert np.array_equal(np.asarray(x), np.asarray(y))
     with pytest.raises(ValueError, match="non-negative integer"):
         seed_everything(-1)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("bogus", "UNET_COURSE_DEVICE='bogus' is not a device name; use cpu, cuda"),
+    ("cuda:x", "UNET_COURSE_DEVICE='cuda:x' is not a device name"),
+    ("meta", "UNET_COURSE_DEVICE='meta': the course computes on cpu, cuda or mps"),
+])
+def test_bad_device_names_the_variable(monkeypatch, value, message):
+    monkeypatch.setenv("UNET_COURSE_DEVICE", value)
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        device()
+
+
+def test_device_argument_wins_and_is_named_in_errors(monkeypatch):
+    monkeypatch.setenv("UNET_COURSE_DEVICE", "bogus")
+    assert device("CPU") == torch.device("cpu")  # the argument wins; case does not matter
+    assert device(torch.device("cpu")) == torch.device("cpu")
+    with pytest.raises(TypeError, match="device must be a device name"):
+        device(0)
+    with pytest.raises(ValueError, match="--device='gpu' is not a device name"):
+        device("gpu", option="--device")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(ValueError, match=r"CUDA device 2, but this machine has 2 \(cuda:0 to cuda:1\)"):
+        device("cuda:2")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="device='cuda' asks for CUDA, but no CUDA device"):
+        device("cuda")

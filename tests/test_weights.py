@@ -371,3 +371,38 @@ def test_properties_on_random_label_images(labels, w0, sigma, balanced):
     np.testing.assert_allclose(w, ref, rtol=1e-5, atol=bound + 1e-5)
     if len(np.unique(labels[mask == 1])) < 2:
         np.testing.assert_array_equal(w, wc)
+
+
+# ------------------------------------------------------------------------------ edge sizes and ids
+
+
+def test_empty_images_give_empty_maps():
+    for shape in ((0, 0), (0, 5), (4, 0)):
+        for cw in ("balanced", None, {0: 1.0, 1: 2.0}):
+            w = unet_weight_map(np.zeros(shape, np.int32), class_weights=cw)
+            assert w.shape == shape and w.dtype == np.float32
+
+
+@pytest.mark.parametrize("huge", [2**31 - 1, 2**40, 2**63 - 1])
+def test_huge_ids_give_the_map_of_small_ones(huge):
+    labels = random_cells(np.random.default_rng(3), 48, 6).astype(np.int64)
+    top = labels.max()
+    big = np.where(labels == top, huge, labels)
+    np.testing.assert_array_equal(unet_weight_map(big), unet_weight_map(labels))
+    unsigned = np.where(labels == top, np.uint64(2**64 - 1), labels.astype(np.uint64))
+    np.testing.assert_array_equal(unet_weight_map(unsigned), unet_weight_map(labels))
+    mask = np.where(labels > 0, huge, 0)
+    np.testing.assert_array_equal(class_balance_weights(mask), class_balance_weights(labels > 0))
+
+
+def test_relabel_sequential():
+    from unet_course.postprocess import relabel_sequential
+
+    labels = np.array([[0, 7, 7], [2**40, 0, 3]])
+    np.testing.assert_array_equal(relabel_sequential(labels), [[0, 2, 2], [3, 0, 1]])
+    np.testing.assert_array_equal(relabel_sequential(np.array([[5, 9]], np.uint64)), [[1, 2]])
+    assert relabel_sequential(np.zeros((0, 3), np.int64)).shape == (0, 3)
+    with pytest.raises(ValueError, match="ids >= 0"):
+        relabel_sequential(np.array([[-1, 0]]))
+    with pytest.raises(TypeError, match="integer ids"):
+        relabel_sequential(np.array([[0.5]]))

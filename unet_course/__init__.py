@@ -4,13 +4,16 @@ Every lesson imports what it needs from here; nothing is pasted twice.
 """
 
 from .augment import elastic_deform, elastic_deform_torch
-from .data import ISBI2012, TileDataset, synthetic_em, touching_cells
+from .checkpoint import CheckpointError
+from .data import ISBI2012, ImageFolderDataset, TileDataset, synthetic_em, touching_cells
 from .debug import check_unet, trace_shapes
+from .geometry import UNetGeometry
 from .losses import soft_dice_loss, weighted_cross_entropy
 from .metrics import dice, iou, pixel_error, rand_error
-from .model import DoubleConv, Down, UNet, Up, center_crop, he_init_
+from .model import DoubleConv, Down, UNet, UNetConfig, Up, center_crop, he_init_
+from .predict import predict_probabilities, predict_tiled
 from .settings import by_profile, device, profile, seed_everything
-from .tiling import mirror_pad, predict_tiled, tile_grid
+from .tiling import mirror_pad, tile_grid
 from .train import evaluate, fit, load_checkpoint, load_model, save_checkpoint
 from .viz import draw_unet
 from .weights import class_balance_weights, separated_mask, separation_border, unet_weight_map
@@ -20,6 +23,8 @@ __all__ = [
     "Down",
     "Up",
     "UNet",
+    "UNetConfig",
+    "UNetGeometry",
     "center_crop",
     "he_init_",
     "profile",
@@ -44,14 +49,17 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "load_model",
+    "CheckpointError",
     "elastic_deform",
     "elastic_deform_torch",
     "synthetic_em",
     "touching_cells",
     "ISBI2012",
+    "ImageFolderDataset",
     "TileDataset",
     "mirror_pad",
     "tile_grid",
     "predict_tiled",
+    "predict_probabilities",
 ]
 __version__ = "0.1.0"

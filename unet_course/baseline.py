@@ -11,11 +11,14 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from .validation import positive_int
+
 __all__ = ["otsu_threshold", "threshold_segmentation"]
 
 
 def otsu_threshold(image: np.ndarray, bins: int = 256) -> float:
     """The gray value that maximises the between-class variance of ``image``'s histogram."""
+    bins = positive_int(bins, "bins", minimum=2)
     image = np.asarray(image, dtype=np.float64)
     if image.size == 0 or not np.all(np.isfinite(image)):
         raise ValueError("image must be non-empty and finite")
@@ -34,6 +37,8 @@ def threshold_segmentation(image: np.ndarray, opening: int = 1, max_hole: int = 
     ``opening``: iterations of a 3x3 binary opening; ``max_hole``: dark components inside
     cells up to this many pixels become cell.
     """
+    opening = positive_int(opening, "opening (iterations)", minimum=0)
+    max_hole = positive_int(max_hole, "max_hole (pixels)", minimum=0)
     image = np.asarray(image, dtype=np.float32)
     if image.ndim != 2:
         raise ValueError(f"image must be 2-D (H, W), got shape {image.shape}")

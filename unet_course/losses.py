@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .validation import finite_number
+
 __all__ = ["soft_dice_loss", "weighted_cross_entropy"]
 
 _REDUCTIONS = ("mean", "sum", "weighted_mean", "none")
@@ -65,6 +67,37 @@ def _check_logits_target(logits: object, target: object, fn: str) -> None:
         )
 
 
+def _check_weight_map(weight_map: object, target: torch.Tensor, reduction: str) -> None:
+    """Refuse a weight map that is not float (N, H, W) like ``target``, or not finite and >= 0."""
+    fn = "weighted_cross_entropy"
+    if not isinstance(weight_map, torch.Tensor):
+        raise TypeError(
+            f"{fn}: weight_map must be a torch.Tensor (N, H, W), got "
+            f"{type(weight_map).__name__}; convert with torch.from_numpy(w) and stack a batch"
+        )
+    if tuple(weight_map.shape) != tuple(target.shape):
+        hint = " (drop the channel axis: weight_map[:, 0])" if (
+            weight_map.dim() == 4 and weight_map.shape[1] == 1) else ""
+        raise ValueError(
+            f"{fn}: weight_map must have the target's shape "
+            f"{tuple(target.shape)}, got {tuple(weight_map.shape)}{hint}"
+        )
+    if not weight_map.is_floating_point():
+        raise TypeError(f"{fn}: weight_map must be a float tensor, got {weight_map.dtype}")
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{fn}: reduction must be one of {', '.join(_REDUCTIONS)}, got {reduction!r}")
+    # a negative weight rewards the wrong class and makes the loss unbounded below; NaN and
+    # inf poison every gradient. `~(w >= 0)` is True for negatives and NaN alike.
+    bad = ~(weight_map >= 0) | torch.isinf(weight_map)
+    if bool(bad.any()):
+        counts = [int(c.sum()) for c in (weight_map < 0, torch.isnan(weight_map), torch.isinf(weight_map))]
+        raise ValueError(
+            f"{fn}: weight_map must be finite and >= 0 (a weight per pixel), got {counts[0]} "
+            f"negative, {counts[1]} NaN and {counts[2]} infinite value(s); check how the map was "
+            "made (unet_weight_map gives finite weights > 0)"
+        )
+
+
 def weighted_cross_entropy(
     logits: torch.Tensor,
     target: torch.Tensor,
@@ -79,8 +112,9 @@ def weighted_cross_entropy(
     Args:
         logits: float (N, C, H, W), the network's raw class scores (no soft-max applied).
         target: int64 (N, H, W), class indices in [0, C), cropped to the logits' size.
-        weight_map: float (N, H, W), w(x) >= 0 per pixel, e.g. stacked
+        weight_map: float (N, H, W), w(x) >= 0 and finite per pixel, e.g. stacked
             ``torch.from_numpy(unet_weight_map(instances))``, cropped like the target.
+            Negative, NaN or infinite weights raise a ``ValueError``.
         reduction: how the per-pixel losses are combined:
 
             * ``"mean"`` (default): the sum divided by the number of pixels N*H*W, i.e.
@@ -88,34 +122,16 @@ def weighted_cross_entropy(
               constant factor; with w = 1 it is the plain cross-entropy;
             * ``"sum"``: the paper's E itself (grows with the tile size);
             * ``"weighted_mean"``: the sum divided by the sum of the weights, as
-              ``F.cross_entropy(weight=...)`` normalises; its scale does not depend on w;
+              ``F.cross_entropy(weight=...)`` normalises; its scale does not depend on w.
+              If every weight is 0 no pixel counts: the loss is 0 with a zero gradient
+              (a tile with nothing to learn), not 0 / 0 = NaN;
             * ``"none"``: the per-pixel losses (N, H, W).
 
     Returns:
         a scalar tensor, or (N, H, W) for ``reduction="none"``.
     """
     _check_logits_target(logits, target, "weighted_cross_entropy")
-    if not isinstance(weight_map, torch.Tensor):
-        raise TypeError(
-            "weighted_cross_entropy: weight_map must be a torch.Tensor (N, H, W), got "
-            f"{type(weight_map).__name__}; convert with torch.from_numpy(w) and stack a batch"
-        )
-    if tuple(weight_map.shape) != tuple(target.shape):
-        hint = " (drop the channel axis: weight_map[:, 0])" if (
-            weight_map.dim() == 4 and weight_map.shape[1] == 1) else ""
-        raise ValueError(
-            f"weighted_cross_entropy: weight_map must have the target's shape "
-            f"{tuple(target.shape)}, got {tuple(weight_map.shape)}{hint}"
-        )
-    if not weight_map.is_floating_point():
-        raise TypeError(
-            f"weighted_cross_entropy: weight_map must be a float tensor, got {weight_map.dtype}"
-        )
-    if reduction not in _REDUCTIONS:
-        raise ValueError(
-            f"weighted_cross_entropy: reduction must be one of {', '.join(_REDUCTIONS)}, "
-            f"got {reduction!r}"
-        )
+    _check_weight_map(weight_map, target, reduction)
     log_p = F.log_softmax(logits, dim=1)  # numerically stable log of the pixel-wise soft-max
     nll = -log_p.gather(1, target.unsqueeze(1)).squeeze(1)  # -log p_{l(x)}(x), (N, H, W)
     loss = weight_map.to(nll.dtype) * nll
@@ -124,7 +140,9 @@ def weighted_cross_entropy(
     if reduction == "sum":
         return loss.sum()
     if reduction == "weighted_mean":
-        return loss.sum() / weight_map.sum().to(loss.dtype)
+        total = weight_map.sum().to(loss.dtype)
+        # all weights 0: the sum is exactly 0, and dividing it by 1 keeps it 0 (and its gradient)
+        return loss.sum() / torch.where(total > 0, total, torch.ones_like(total))
     return loss.mean()
 
 
@@ -148,7 +166,7 @@ def soft_dice_loss(
         logits: float (N, C, H, W) raw class scores.
         target: int64 (N, H, W) class indices in [0, C).
         smooth: added to numerator and denominator so that a class absent from both the
-            prediction and the target scores 1 rather than 0/0.
+            prediction and the target scores 1 rather than 0/0; a finite number > 0.
         include_background: if False, class 0 is left out of the average.
         reduction: ``"mean"`` (of 1 - dice over images and classes) or ``"none"`` ((N, K)).
 
@@ -156,6 +174,8 @@ def soft_dice_loss(
         a scalar in [0, 1], or (N, K) for ``reduction="none"``.
     """
     _check_logits_target(logits, target, "soft_dice_loss")
+    # smooth = 0 would make a class absent from prediction and target score 0 / 0 = NaN
+    smooth = finite_number(smooth, "soft_dice_loss: smooth", 0.0, strict=True)
     if reduction not in ("mean", "none"):
         raise ValueError(f"soft_dice_loss: reduction must be 'mean' or 'none', got {reduction!r}")
     num_classes = logits.shape[1]

@@ -12,21 +12,26 @@ The parts, named as in the paper's Section 2:
 * :class:`Up`          a 2x2 up-convolution that halves the channels, concatenation with the
                        centre-cropped skip feature map, then a :class:`DoubleConv`
                        (one step of the expanding path);
-* :class:`UNet`        the whole network plus its size arithmetic.
+* :class:`UNetConfig`  the constructor's arguments, checked, read by attribute;
+* :class:`UNet`        the whole network; its size arithmetic is a
+                       :class:`~unet_course.geometry.UNetGeometry` (``model.geometry``).
 """
 
 from __future__ import annotations
 
 import math
-import numbers
-from typing import Literal
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-__all__ = ["DoubleConv", "Down", "Up", "UNet", "center_crop", "he_init_"]
+from .geometry import Padding, UNetGeometry, check_padding
+from .validation import positive_int, probability
 
-Padding = Literal["valid", "same"]
+__all__ = ["DoubleConv", "Down", "Up", "UNet", "UNetConfig", "center_crop", "he_init_"]
+
 UpMode = Literal["transpose", "bilinear"]
 
 
@@ -141,6 +146,63 @@ def he_init_(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+@dataclass(frozen=True)
+class UNetConfig(Mapping):
+    """The arguments of :class:`UNet`, checked; read them by attribute (``config.depth``).
+
+    It is also a read-only mapping, so ``dict(config)`` is the plain dict of constructor
+    arguments that a checkpoint stores (``UNet(**dict(config))`` rebuilds the net). The checks
+    raise TypeError for a value of the wrong kind and ValueError for one out of range.
+    """
+
+    in_channels: int = 1
+    num_classes: int = 2
+    depth: int = 4
+    base_channels: int = 64
+    padding: Padding = "valid"
+    batch_norm: bool = False
+    up_mode: UpMode = "transpose"
+    dropout: float = 0.5
+
+    def __post_init__(self) -> None:
+        # Plain Python values, so that a checkpoint of dict(config) loads with weights_only=True.
+        for name in ("in_channels", "num_classes", "depth", "base_channels"):
+            object.__setattr__(self, name, positive_int(getattr(self, name), name))
+        check_padding(self.padding)
+        if not isinstance(self.batch_norm, bool):
+            raise TypeError(f"batch_norm must be True or False, got {self.batch_norm!r}")
+        if self.up_mode not in ("transpose", "bilinear"):
+            raise ValueError(f"up_mode must be 'transpose' (the paper) or 'bilinear', got {self.up_mode!r}")
+        object.__setattr__(self, "dropout", probability(self.dropout, "dropout", below_one=True))
+
+    @property
+    def geometry(self) -> UNetGeometry:
+        """The size arithmetic of this net."""
+        return UNetGeometry(self.depth, self.padding)
+
+    @property
+    def widths(self) -> list[int]:
+        """Feature channels per level, top to bottom: [64, 128, 256, 512, 1024] in the paper."""
+        return [self.base_channels * 2**level for level in range(self.depth + 1)]
+
+    # The read-only mapping: the field names are its keys, in the constructor's order.
+    def __getitem__(self, key: str) -> Any:
+        if key not in {f.name for f in fields(self)}:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return (f.name for f in fields(self))
+
+    def __len__(self) -> int:
+        return len(fields(self))
+
+
+# Method names that cast a tensor or a module to a dtype, for error messages.
+_CASTS = {torch.float32: "float", torch.float64: "double", torch.float16: "half",
+          torch.bfloat16: "bfloat16"}
+
+
 class UNet(nn.Module):
     """U-Net: a contracting path for context and a symmetric expanding path for localisation.
 
@@ -156,8 +218,14 @@ class UNet(nn.Module):
         dropout: probability of the dropout layer at the end of the contracting path
             (the paper's "implicit data augmentation"); 0 disables it.
 
-    Input (N, in_channels, H, W) with H and W valid sizes (see :meth:`valid_input_size`);
-    output logits (N, num_classes, output_size(H), output_size(W)).
+    Attributes:
+        spec: the arguments as a :class:`UNetConfig` (``model.spec.base_channels``).
+        config: the same as a plain dict, for checkpoints: ``UNet(**model.config)`` rebuilds it.
+        geometry: the size arithmetic, a :class:`~unet_course.geometry.UNetGeometry`.
+
+    Input (N, in_channels, H, W) with H and W valid sizes (see :meth:`valid_input_size`) and the
+    dtype of the weights (float32 unless converted); output logits
+    (N, num_classes, output_size(H), output_size(W)).
     """
 
     def __init__(
@@ -172,96 +240,40 @@ class UNet(nn.Module):
         dropout: float = 0.5,
     ):
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("num_classes", num_classes),
-                            ("depth", depth), ("base_channels", base_channels)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if padding not in ("valid", "same"):
-            raise ValueError(f"padding must be 'valid' (the paper) or 'same', got {padding!r}")
-        if up_mode not in ("transpose", "bilinear"):
-            raise ValueError(f"up_mode must be 'transpose' (the paper) or 'bilinear', got {up_mode!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
-        self.config = dict(
-            in_channels=in_channels, num_classes=num_classes, depth=depth,
-            base_channels=base_channels, padding=padding, batch_norm=batch_norm,
-            up_mode=up_mode, dropout=dropout,
-        )
-        self.in_channels, self.num_classes, self.depth = in_channels, num_classes, depth
-        self.padding = padding
+        spec = UNetConfig(in_channels, num_classes, depth, base_channels, padding, batch_norm,
+                          up_mode, dropout)
+        self.spec = spec
+        self.config = dict(spec)
+        self.geometry = spec.geometry
+        self.in_channels, self.num_classes = spec.in_channels, spec.num_classes
+        self.depth, self.padding = spec.depth, spec.padding
 
-        widths = [base_channels * 2**i for i in range(depth + 1)]  # 64, 128, 256, 512, 1024
-        self.inc = DoubleConv(in_channels, widths[0], padding, batch_norm)
-        self.downs = nn.ModuleList(
-            Down(widths[i], widths[i + 1], padding, batch_norm) for i in range(depth)
-        )
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        blocks = (spec.padding, spec.batch_norm)
+        widths = spec.widths  # 64, 128, 256, 512, 1024
+        self.inc = DoubleConv(spec.in_channels, widths[0], *blocks)
+        self.downs = nn.ModuleList(Down(widths[i], widths[i + 1], *blocks) for i in range(spec.depth))
+        self.dropout = nn.Dropout(spec.dropout) if spec.dropout > 0 else nn.Identity()
         self.ups = nn.ModuleList(
-            Up(widths[i + 1], widths[i], padding, batch_norm, up_mode) for i in reversed(range(depth))
+            Up(widths[i + 1], widths[i], *blocks, spec.up_mode) for i in reversed(range(spec.depth))
         )
-        self.head = nn.Conv2d(widths[0], num_classes, kernel_size=1)
+        self.head = nn.Conv2d(widths[0], spec.num_classes, kernel_size=1)
         he_init_(self)
 
     # ----------------------------------------------------------------- size arithmetic
     def _sizes(self, n: int) -> list[int] | None:
-        """Spatial size after every stage for an input edge ``n``, or None if n is invalid."""
-        if self.padding == "same":
-            ok = n >= 2**self.depth and n % 2**self.depth == 0
-            return [n] if ok else None
-        sizes = [n]
-        s = n - 4                                # first double conv
-        for _ in range(self.depth):
-            if s < 2 or s % 2:                   # pooling needs an even size
-                return None
-            s = s // 2 - 4                       # pool, then double conv
-            sizes.append(s)
-        if s < 1:
-            return None
-        for _ in range(self.depth):
-            s = 2 * s - 4                        # up-conv doubles, double conv removes 4
-            sizes.append(s)
-        return sizes if s >= 1 else None
-
-    def _check_edge(self, n: int) -> int:
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral):
-            raise TypeError(f"an input size must be an int, got {type(n).__name__}")
-        n = int(n)
-        if self._sizes(n) is None:
-            raise ValueError(self._invalid_message(n))
-        return n
-
-    def _invalid_message(self, n: int) -> str:
-        above = self.valid_input_size(n)
-        below = self._valid_below(n)
-        if self.padding == "same":
-            rule = f"a multiple of 2**depth = {2**self.depth}"
-        else:
-            rule = f"{self.valid_input_size(1)} + {2**self.depth}k for k = 0, 1, 2, ..."
-        nearest = f"{below} or {above}" if below is not None else f"{above}"
-        return (f"input size {n} is not valid for this U-Net ({self.padding} padding, depth "
-                f"{self.depth}); valid sizes are {rule}; the nearest valid sizes are {nearest}")
-
-    def _valid_below(self, n: int) -> int | None:
-        k = n
-        while k >= 1:
-            if self._sizes(k) is not None:
-                return k
-            k -= 1
-        return None
+        """Edge after every stage for an input edge ``n``, or None if n is invalid."""
+        return self.geometry.sizes(n)
 
     def output_size(self, input_size: int) -> int:
         """Edge of the output map for an input edge ``input_size`` (572 -> 388 in the paper).
 
         Raises ValueError naming the nearest valid sizes when ``input_size`` is not valid.
         """
-        return self._sizes(self._check_edge(input_size))[-1]
+        return self.geometry.output_size(input_size)
 
     def valid_input_size(self, n: int) -> int:
         """The smallest valid input edge >= n (for the paper's net: 188 + 16k)."""
-        k = max(int(n), 1)
-        while self._sizes(k) is None:
-            k += 1
-        return k
+        return self.geometry.valid_input_size(n)
 
     # ----------------------------------------------------------------- forward
     def _check_input(self, x: torch.Tensor) -> None:
@@ -280,7 +292,24 @@ class UNet(nn.Module):
                 f"(input shape {tuple(x.shape)})"
             )
         for edge in x.shape[-2:]:
-            self._check_edge(int(edge))
+            self.geometry.check(int(edge))
+        self._check_dtype(x)
+
+    def _check_dtype(self, x: torch.Tensor) -> None:
+        """TypeError naming both dtypes and the cast that fixes it, instead of torch's message.
+
+        Under ``torch.autocast`` the convolutions cast their inputs themselves: nothing to check.
+        """
+        weights = self.head.weight.dtype
+        if x.dtype == weights or torch.is_autocast_enabled(x.device.type):
+            return
+        fix = f"x.{_CASTS[weights]}()" if weights in _CASTS else f"x.to({weights})"
+        if x.dtype == torch.uint8:
+            fix += " / 255 (8-bit values 0..255 to 0..1)"
+        elif x.dtype in _CASTS:
+            fix += f", or the model with model.{_CASTS[x.dtype]}()"
+        raise TypeError(f"UNet got an input of dtype {x.dtype} but its weights are {weights}: "
+                        f"convert the input with {fix}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, in_channels, H, W) -> logits (N, num_classes, output_size(H), output_size(W))."""

@@ -22,7 +22,10 @@ import numbers
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["instances", "mask_to_instances", "probability_to_mask", "split_touching"]
+from .validation import finite_number, positive_int
+
+__all__ = ["instances", "mask_to_instances", "probability_to_mask", "relabel_sequential",
+           "split_touching"]
 
 # 4-connectivity: two cells that meet only at a corner stay two components
 _CROSS = ndi.generate_binary_structure(2, 1)
@@ -59,12 +62,6 @@ def _check_threshold(threshold: object) -> float:
     return float(threshold)
 
 
-def _check_count(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{name} must be an int >= 0 (pixels), got {value!r}")
-    return int(value)
-
-
 def _foreground(mask: object, name: str = "mask") -> np.ndarray:
     """A mask (bool or integer, non-zero = cell) as bool (H, W)."""
     mask = _to_numpy(mask)
@@ -76,6 +73,29 @@ def _foreground(mask: object, name: str = "mask") -> np.ndarray:
             "for a probability map use probability_to_mask first"
         )
     return mask != 0
+
+
+def relabel_sequential(labels: np.ndarray) -> np.ndarray:
+    """Ids renumbered 1..k in increasing order, 0 (background) kept: int32 of ``labels``' shape.
+
+    Any integer ids work, however large (a uint64 id of 2**64 - 1 included): tables indexed
+    by id (``np.bincount``, ``ndi.find_objects``) then need k + 1 entries, not max id + 1.
+
+    >>> relabel_sequential(np.array([[0, 7], [2**40, 7]])).tolist()
+    [[0, 1], [2, 1]]
+    """
+    labels = _to_numpy(labels)
+    if labels.dtype != bool and not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"labels must be integer ids (0 = background), got dtype {labels.dtype}")
+    if labels.size == 0:
+        return np.zeros(labels.shape, np.int32)
+    ids, inverse = np.unique(labels, return_inverse=True)
+    if ids[0] < 0:
+        raise ValueError(f"labels must be ids >= 0 (0 = background), got min {ids[0]}")
+    inverse = inverse.reshape(labels.shape)
+    if ids[0] != 0:  # no background pixel: the smallest id must become 1, not 0
+        inverse += 1
+    return inverse.astype(np.int32)
 
 
 def _relabel_sizes(labels: np.ndarray, min_size: int) -> np.ndarray:
@@ -114,7 +134,7 @@ def mask_to_instances(mask: np.ndarray, min_size: int = 0) -> np.ndarray:
         mask: bool or integer (H, W), non-zero = cell (e.g. :func:`probability_to_mask`).
         min_size: the smallest component kept, in pixels.
     """
-    min_size = _check_count("min_size", min_size)
+    min_size = positive_int(min_size, "min_size (pixels)", minimum=0)
     labels, _ = ndi.label(_foreground(mask), structure=_CROSS)
     return _relabel_sizes(labels, min_size)
 
@@ -263,13 +283,9 @@ def split_touching(
     Returns:
         int32 (H, W): 0 = background, 1..n one id per cell (touching cells share an edge).
     """
-    if isinstance(min_distance, bool) or not isinstance(min_distance, (int, np.integer)) or (
-        min_distance < 1
-    ):
-        raise ValueError(f"min_distance must be an int >= 1 (pixels), got {min_distance!r}")
-    min_size = _check_count("min_size", min_size)
-    if isinstance(h, bool) or not isinstance(h, numbers.Real) or not h >= 0:
-        raise ValueError(f"h must be a number >= 0 (px), got {h!r}")
+    min_distance = positive_int(min_distance, "min_distance (pixels)")
+    min_size = positive_int(min_size, "min_size (pixels)", minimum=0)
+    h = finite_number(h, "h", 0.0)
     array = _to_numpy(prob_or_mask)
     if np.issubdtype(array.dtype, np.floating):
         array = probability_to_mask(array, threshold)
@@ -278,7 +294,7 @@ def split_touching(
         return np.zeros(fg.shape, np.int32)
 
     distance = ndi.distance_transform_edt(fg)
-    markers = _peaks(distance, fg, int(min_distance))
+    markers = _peaks(distance, fg, min_distance)
     regions = _merge_shallow(_flood(-distance, markers, fg), distance, h)
     return _relabel_sizes(regions, min_size)
 

@@ -159,6 +159,12 @@ def train(
     the model in eval mode.
     """
     p = get_preset(preset, **overrides)
+    if len(images) == 0 or len(images) != len(masks):
+        raise ValueError(f"train needs as many masks as images, at least one: got {len(images)} "
+                         f"images and {len(masks)} masks")
+    if instances is not None and len(instances) != len(images):
+        raise ValueError(f"instances must hold one label image per image: got {len(instances)} "
+                         f"for {len(images)} images (or pass None to label the masks' components)")
     torch.manual_seed(seed)  # weights first: the same seed, the same initial network
     first = np.asarray(images[0])
     in_channels = 1 if first.ndim == 2 else first.shape[0]

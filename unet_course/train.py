@@ -13,14 +13,19 @@ memory layout are options for people who want a modern recipe on a GPU.
 A training set is any ``torch.utils.data.Dataset`` whose items are ``(image, target)`` or
 ``(image, target, weight_map)``: image (C, h, w) float, target (h', w') int64 class indices,
 weight_map (h', w') float, where (h', w') is the net's output size for (h, w).
+
+:func:`fit` is a short sequence of named steps: check the arguments (in
+:mod:`unet_course.fit_checks`), build the optimiser (:func:`_setup`), load a checkpoint
+(:func:`_resume`), then in :func:`_loop`, for each step, set the learning rate
+(:func:`_set_learning_rate`), train on one batch (:func:`_train_step`), log (:func:`_record`),
+validate (:func:`_validate`) and save (:func:`_checkpoint`). The sampler, batches, optimisers
+and schedule are in :mod:`unet_course.steps`, checkpoints in :mod:`unet_course.checkpoint`.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -33,20 +38,26 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from .checkpoint import (  # checkpoints moved there; still importable from here
+    CHECKPOINT_FORMAT,  # noqa: F401
+    CheckpointError,
+    _rng_state,
+    _set_rng_state,
+    load_checkpoint,
+    load_model,
+    load_weights,
+    save_checkpoint,
+)
+from .fit_checks import check_fit_arguments
 from .losses import weighted_cross_entropy
 from .metrics import dice, iou, pixel_error, rand_error
-from .model import UNet
-from .tiling import predict_tiled
+from .predict import predict_probabilities  # its home is predict; importable here as before
+from .steps import EpochSampler, make_optimizer, stack_batch, unpack_item
+from .steps import lr_factor as _lr_factor  # the old private name, kept for callers
+from .validation import kept_mode
 
 __all__ = ["History", "fit", "evaluate", "predict_probabilities", "save_checkpoint",
            "load_checkpoint", "load_model", "CheckpointError"]
-
-CHECKPOINT_FORMAT = "unet_course.checkpoint/1"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, truncated, corrupted or not one of ours."""
-
 
 @dataclass
 class History:
@@ -57,145 +68,12 @@ class History:
     val: list[dict[str, float]] = field(default_factory=list)  # each with a "step" key
 
     def state(self) -> dict[str, Any]:
-        return {"steps": list(self.steps), "loss": list(self.loss), "val": [dict(v) for v in self.val]}
-
-
-# --------------------------------------------------------------------------- checkpoints
-def _rng_state(generator: torch.Generator | None, dataset: Any) -> dict[str, Any]:
-    name, key, pos, has_gauss, gauss = np.random.get_state()
-    # Arrays are not allowed in a weights_only checkpoint: NumPy's key travels as a tensor.
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
-             "numpy": (name, torch.from_numpy(key.astype(np.int64)), pos, has_gauss, gauss)}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    if generator is not None:
-        state["sampler"] = generator.get_state()
-    rng = getattr(dataset, "rng", None)
-    if isinstance(rng, np.random.Generator):
-        state["dataset"] = rng.bit_generator.state
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], generator: torch.Generator | None, dataset: Any) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(_as_tuple(state["python"]))
-    name, key, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((name, key.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    if generator is not None and "sampler" in state:
-        generator.set_state(state["sampler"])
-    rng = getattr(dataset, "rng", None)
-    if isinstance(rng, np.random.Generator) and "dataset" in state:
-        rng.bit_generator.state = state["dataset"]
-
-
-def _as_tuple(x):
-    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
-
-
-def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
-                    step: int = 0, *, history: History | None = None, rng_state: dict | None = None,
-                    **extra: Any) -> Path:
-    """Write model weights + constructor config (+ optimizer, step, RNG state) atomically.
-
-    The file is written to a temporary name in the same folder and renamed over ``path``, so a
-    crash while writing never damages the previous checkpoint. Only tensors and plain Python
-    values are stored, so :func:`load_checkpoint` can read it with ``weights_only=True``.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "config": dict(getattr(model, "config", {})),
-        "model_class": type(model).__name__,
-        "state_dict": model.state_dict(),
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "step": int(step),
-        "history": history.state() if history is not None else None,
-        "rng": rng_state,
-        "extra": extra,
-    }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` (with ``weights_only=True``).
-
-    Returns the stored dictionary: ``config``, ``state_dict``, ``optimizer``, ``step``,
-    ``history``, ``rng``, ``extra``. A missing, truncated or foreign file raises
-    :class:`CheckpointError` saying which file and what to do.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}: train one with fit(..., checkpoint_dir=...) "
-                              "or `python -m unet_course train --out DIR`")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises several types for damaged zip files
-        raise CheckpointError(f"checkpoint {path} is truncated or corrupted ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else 'no details'}); use an earlier "
-                              "checkpoint or train again") from exc
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a unet_course checkpoint (expected format "
-                              f"{CHECKPOINT_FORMAT!r}); it may be a plain state_dict: load it with "
-                              "model.load_state_dict(torch.load(path, weights_only=True))")
-    return payload
-
-
-def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> UNet:
-    """Rebuild the :class:`UNet` stored in a checkpoint, in eval mode."""
-    ckpt = load_checkpoint(path, map_location)
-    if ckpt["model_class"] != "UNet":
-        raise CheckpointError(f"{path} holds a {ckpt['model_class']}, not a UNet: build that class "
-                              "yourself and load ckpt['state_dict'] into it")
-    model = UNet(**ckpt["config"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval()
+        """Plain lists and dicts, as a checkpoint stores them (``History(**state)`` rebuilds it)."""
+        return {"steps": list(self.steps), "loss": list(self.loss),
+                "val": [dict(v) for v in self.val]}
 
 
 # --------------------------------------------------------------------------- training
-def _make_optimizer(name: str, params, lr: float | None, momentum: float, weight_decay: float):
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=0.01 if lr is None else lr, momentum=momentum,
-                               weight_decay=weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=1e-3 if lr is None else lr, weight_decay=weight_decay)
-    raise ValueError(f"optimizer must be 'sgd' (the paper: momentum 0.99) or 'adam', got {name!r}")
-
-
-def _unpack(item: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
-        raise TypeError("a training item must be (image, target) or (image, target, weight_map), "
-                        f"got {type(item).__name__}")
-    image, target = torch.as_tensor(item[0]), torch.as_tensor(item[1])
-    weight = torch.as_tensor(item[2]) if len(item) == 3 and item[2] is not None else None
-    if image.dim() != 3:
-        raise ValueError(f"a training image must be (C, H, W), got shape {tuple(image.shape)}")
-    return image.float(), target.long(), None if weight is None else weight.float()
-
-
-def _batch(items: list[tuple], device: torch.device, channels_last: bool):
-    images = torch.stack([i[0] for i in items]).to(device)
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
-    targets = torch.stack([i[1] for i in items]).to(device)
-    weights = None
-    if items[0][2] is not None:
-        weights = torch.stack([i[2] for i in items]).to(device)
-    return images, targets, weights
-
-
 def fit(
     model: nn.Module,
     train_data: torch.utils.data.Dataset,
@@ -245,180 +123,226 @@ def fit(
     averaged since the last call); every ``val_every`` steps :func:`evaluate` runs on
     ``val_data = (images, masks)`` and the callbacks receive ``{"step", "val": metrics}``.
     With ``checkpoint_dir`` the state is saved to ``last.pt`` every ``checkpoint_every``
-    steps and at the end; ``resume=path`` continues such a run exactly where it stopped
-    (bit-identical on the CPU, RNG states included).
+    steps, at the end and on Ctrl-C; ``resume=path`` continues such a run exactly where it
+    stopped (bit-identical on the CPU, RNG states and the learning-rate schedule included).
+    Every argument is checked before anything is built (:mod:`unet_course.fit_checks`):
+    ``val_every`` without ``val_data`` (or the reverse) and ``checkpoint_every`` without
+    ``checkpoint_dir`` are errors, not silent no-ops.
 
     ``amp`` (CUDA only) runs the forward pass in float16 with a gradient scaler;
     ``channels_last`` stores images in NHWC layout, which is faster for convolutions on
     recent GPUs. A non-finite loss stops training with a ``FloatingPointError`` naming the
     step. Returns the :class:`History`.
     """
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1 (the paper uses 1), got {batch_size}")
-    if len(train_data) == 0:
-        raise ValueError("train_data is empty")
-    if not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be a number of steps >= 0, got {warmup!r}")
-    if grad_clip is not None and not grad_clip > 0:
-        raise ValueError(f"grad_clip must be a positive gradient norm or None, got {grad_clip!r}")
-    if lr_schedule not in ("constant", "poly"):
-        raise ValueError(f"lr_schedule must be 'constant' or 'poly', got {lr_schedule!r}")
-    if time_budget is not None and not time_budget > 0:
-        raise ValueError(f"time_budget must be a positive number of seconds, got {time_budget!r}")
+    check_fit_arguments(model, train_data, val_data, steps=steps, optimizer=optimizer, lr=lr,
+                         momentum=momentum, weight_decay=weight_decay, batch_size=batch_size,
+                         warmup=warmup, grad_clip=grad_clip, lr_schedule=lr_schedule,
+                         time_budget=time_budget, seed=seed, log_every=log_every,
+                         val_every=val_every, callbacks=callbacks, checkpoint_dir=checkpoint_dir,
+                         checkpoint_every=checkpoint_every)
+    run = _setup(model, train_data, steps, device=device, amp=amp, channels_last=channels_last,
+                 optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                 batch_size=batch_size, grad_clip=grad_clip, checkpoint_dir=checkpoint_dir)
+    torch.manual_seed(seed)
+    if resume is not None:
+        _resume(run, resume)
+    run.base_lr = [g["lr"] for g in run.opt.param_groups]
+    return _loop(run, EpochSampler(train_data, seed), val_data, list(callbacks), progress,
+                 warmup=warmup, lr_schedule=lr_schedule, time_budget=time_budget,
+                 log_every=log_every, val_every=val_every, checkpoint_every=checkpoint_every)
+
+
+@dataclass
+class _Run:
+    """What the steps of one :func:`fit` call share: the net, its optimiser, what was measured."""
+
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    device: torch.device
+    data: Any
+    steps: int
+    batch_size: int
+    amp: bool
+    channels_last: bool
+    grad_clip: float | None
+    momentum: float
+    ckpt_path: Path | None
+    history: History = field(default_factory=History)
+    start: int = 0  # the step a resumed run starts from
+    base_lr: list[float] = field(default_factory=list)  # each group's rate before the schedule
+    running: float = 0.0  # loss summed since the last log event ...
+    count: int = 0  # ... over this many steps
+
+
+def _setup(model: nn.Module, data: Any, steps: int, *, device, amp: bool, channels_last: bool,
+           optimizer: str, lr: float | None, momentum: float, weight_decay: float,
+           batch_size: int, grad_clip: float | None, checkpoint_dir) -> _Run:
+    """Move the model to ``device`` (default: where its parameters are) and build the optimiser."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if amp and device.type != "cuda":
         raise ValueError("amp=True needs a CUDA device; on the CPU train in float32")
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    opt = _make_optimizer(optimizer, model.parameters(), lr, momentum, weight_decay)
+    opt = make_optimizer(optimizer, model.parameters(), lr, momentum, weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    generator = torch.Generator().manual_seed(seed)
-    history, start = History(), 0
-    torch.manual_seed(seed)
-
-    if resume is not None:
-        ckpt = load_checkpoint(resume, map_location=device)
-        model.load_state_dict(ckpt["state_dict"])
-        if ckpt["optimizer"] is not None:
-            opt.load_state_dict(ckpt["optimizer"])
-        start = ckpt["step"]
-        if start >= steps:
-            raise ValueError(f"{resume} is already at step {start}; to train on, ask for more "
-                             f"than {start} steps (got steps={steps})")
-        if ckpt["history"] is not None:
-            history = History(**ckpt["history"])
-        if ckpt["rng"] is not None:
-            _set_rng_state(ckpt["rng"], generator, train_data)
-    callbacks = list(callbacks)
     ckpt_path = Path(checkpoint_dir) / "last.pt" if checkpoint_dir is not None else None
+    return _Run(model, opt, scaler, device, data, steps, batch_size, amp, channels_last,
+                grad_clip, momentum, ckpt_path)
 
-    def checkpoint(step: int) -> None:
-        if ckpt_path is not None:
-            save_checkpoint(ckpt_path, model, opt, step, history=history,
-                            rng_state=_rng_state(generator, train_data))
 
-    model.train()
-    running, count = 0.0, 0
-    sampler = _EpochSampler(train_data, seed)
-    base_lr = [g["lr"] for g in opt.param_groups]
+def _resume(run: _Run, path: str | os.PathLike) -> None:
+    """Load weights, optimiser state, step, history and RNG states from the checkpoint ``path``."""
+    ckpt = load_checkpoint(path, map_location=run.device)
+    start = ckpt["step"]
+    if start >= run.steps:
+        raise ValueError(f"{path} is already at step {start}; to train on, ask for more "
+                         f"than {start} steps (got steps={run.steps})")
+    load_weights(run.model, ckpt["state_dict"], f"the checkpoint {path}")
+    if ckpt["optimizer"] is not None:
+        saved, wanted = ckpt.get("optimizer_class"), type(run.opt).__name__
+        if saved is not None and saved != wanted:
+            raise CheckpointError(f"{path} was trained with {saved}, not {wanted}: resume it with "
+                                  f"the same optimizer (optimizer={saved.lower()!r})")
+        try:
+            run.opt.load_state_dict(ckpt["optimizer"])
+        except (ValueError, KeyError) as exc:
+            raise CheckpointError(f"the optimizer state in {path} does not fit this model's "
+                                  f"parameters ({exc}); train again or load only the "
+                                  "weights") from exc
+    run.start = start
+    if ckpt["history"] is not None:
+        run.history = History(**ckpt["history"])
+    if ckpt["rng"] is not None:
+        _set_rng_state(ckpt["rng"], run.data)
+
+
+def _loop(run: _Run, sampler: EpochSampler, val_data, callbacks: list, progress: bool, *,
+          warmup: int, lr_schedule: str, time_budget: float | None, log_every: int,
+          val_every: int | None, checkpoint_every: int | None) -> History:
+    """Train from step ``run.start`` to ``run.steps`` or until ``time_budget`` (s) is used.
+
+    The checkpoint is saved every ``checkpoint_every`` steps, at the end and on Ctrl-C (which
+    is then raised again). Returns the history; the model is left in eval mode.
+    """
+    run.model.train()
     started = time.perf_counter()
-    done = start
-    bar = tqdm(range(start, steps), initial=start, total=steps, desc="training", unit="step",
-               disable=not progress, file=sys.stdout, dynamic_ncols=True)
+    done = run.start
+    bar = tqdm(range(run.start, run.steps), initial=run.start, total=run.steps, desc="training",
+               unit="step", disable=not progress, file=sys.stdout, dynamic_ncols=True)
     try:
         for step in bar:
             elapsed = time.perf_counter() - started
             if time_budget is not None and elapsed >= time_budget:
                 break
-            progress_done = step / steps if time_budget is None else max(step / steps, elapsed / time_budget)
-            factor = _lr_factor(step, warmup, lr_schedule, progress_done)
-            for group, lr0 in zip(opt.param_groups, base_lr):
-                group["lr"] = lr0 * factor
-            idx = sampler.indices(step * batch_size, batch_size)
-            images, targets, weights = _batch([_unpack(train_data[i]) for i in idx], device, channels_last)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                logits = model(images)
-            logits = logits.float()
-            if weights is not None:
-                loss = weighted_cross_entropy(logits, targets, weights)
-            else:
-                loss = F.cross_entropy(logits, targets)
-            if not torch.isfinite(loss):
-                err = FloatingPointError(
-                    f"the loss became {loss.item()} at step {step + 1}. Likely causes: a learning rate "
-                    f"too high for momentum {momentum} (try lr / 10), inputs not scaled to [0, 1], "
-                    "NaN or inf in an image or weight map, or float16 overflow with amp=True")
-                err.step, err.history = step + 1, history  # what was learnt before, for plots
-                raise err
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if grad_clip is not None:
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            scaler.step(opt)
-            scaler.update()
-
-            value = loss.item()
-            history.steps.append(step + 1)
-            history.loss.append(value)
-            running, count = running + value, count + 1
+            _set_learning_rate(run, step, warmup, lr_schedule, elapsed, time_budget)
+            value = _train_step(run, step, sampler.indices(step * run.batch_size, run.batch_size))
             done = step + 1
-            if done % log_every == 0 or done == steps:
-                event = {"step": done, "loss": running / count, "lr": opt.param_groups[0]["lr"]}
-                bar.set_postfix(loss=f"{event['loss']:.4f}")
-                for cb in callbacks:
-                    cb(event)
-                running, count = 0.0, 0
-            if val_data is not None and val_every and (done % val_every == 0 or done == steps):
-                metrics = evaluate(model, *val_data)
-                history.val.append({"step": done, **metrics})
-                model.train()
-                for cb in callbacks:
-                    cb({"step": done, "val": metrics})
-            if checkpoint_every and done % checkpoint_every == 0 and done != steps:
-                checkpoint(done)
+            _record(run, done, value, log_every, bar, callbacks)
+            if val_every and (done % val_every == 0 or done == run.steps):
+                _validate(run, done, val_data, callbacks)
+            if checkpoint_every and done % checkpoint_every == 0 and done != run.steps:
+                _checkpoint(run, done)
     except KeyboardInterrupt:
         bar.close()
-        checkpoint(done)  # Ctrl-C keeps what was learnt; the caller says where
+        _checkpoint(run, done)  # Ctrl-C keeps what was learnt; the caller says where
         raise
     bar.close()
-    for group, lr0 in zip(opt.param_groups, base_lr):
-        group["lr"] = lr0  # a resumed run applies its own schedule from the base rate
-    checkpoint(done)
-    model.eval()
-    return history
+    for group, lr0 in zip(run.opt.param_groups, run.base_lr):
+        group["lr"] = lr0  # the optimiser is left at its base rate, as it came in
+    _checkpoint(run, done)
+    run.model.eval()
+    return run.history
 
 
-def _lr_factor(step: int, warmup: int, schedule: str, progress: float) -> float:
-    """Multiplier of the base learning rate at ``step`` (0-based)."""
-    factor = 1.0
-    if warmup and step < warmup:
-        factor = (step + 1) / warmup
-    if schedule == "poly":
-        factor *= max(0.0, 1.0 - progress) ** 0.9
-    return factor
+def _set_learning_rate(run: _Run, step: int, warmup: int, schedule: str, elapsed: float,
+                       time_budget: float | None) -> None:
+    """Each group's rate for ``step`` (0-based): its base rate times :func:`_lr_factor`."""
+    progress = step / run.steps
+    if time_budget is not None:
+        progress = max(progress, elapsed / time_budget)
+    factor = _lr_factor(step, warmup, schedule, progress)
+    for group, lr0 in zip(run.opt.param_groups, run.base_lr):
+        group["lr"] = lr0 * factor
 
 
-class _EpochSampler:
-    """Indices without replacement: epoch e is a permutation seeded by (seed, e).
+def _train_step(run: _Run, step: int, indices: list[int]) -> float:
+    """One optimisation step on the items ``indices``; returns the loss (a Python float).
 
-    The k-th item ever drawn depends only on k, so a resumed run draws the same items.
+    The loss is the paper's weighted cross-entropy when the items carry weight maps. A
+    non-finite loss raises ``FloatingPointError`` with ``.step`` and ``.history`` attached.
     """
+    items = [unpack_item(run.data[i]) for i in indices]
+    images, targets, weights = stack_batch(items, run.device, run.channels_last)
+    with torch.autocast(run.device.type, dtype=torch.float16, enabled=run.amp):
+        logits = run.model(images)
+    logits = logits.float()
+    if weights is not None:
+        loss = weighted_cross_entropy(logits, targets, weights)
+    else:
+        loss = F.cross_entropy(logits, targets)
+    if not torch.isfinite(loss):
+        err = FloatingPointError(
+            f"the loss became {loss.item()} at step {step + 1}. Likely causes: a learning rate "
+            f"too high for momentum {run.momentum} (try lr / 10), inputs not scaled to [0, 1], "
+            "NaN or inf in an image or weight map, or float16 overflow with amp=True")
+        err.step, err.history = step + 1, run.history  # what was learnt before, for plots
+        raise err
+    run.opt.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    if run.grad_clip is not None:
+        run.scaler.unscale_(run.opt)
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.grad_clip)
+    run.scaler.step(run.opt)
+    run.scaler.update()
+    return loss.item()
 
-    def __init__(self, dataset: Any, seed: int):
-        self.dataset, self.seed, self.n = dataset, seed, len(dataset)
-        self._epoch, self._perm = -1, None
 
-    def _permutation(self, epoch: int) -> list[int]:
-        if epoch != self._epoch:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g).tolist()
-            set_epoch = getattr(self.dataset, "set_epoch", None)
-            if callable(set_epoch):
-                set_epoch(epoch)
-        return self._perm
+def _record(run: _Run, done: int, loss: float, log_every: int, bar, callbacks: list) -> None:
+    """Add the step's loss to the history; every ``log_every`` steps send the mean to callbacks."""
+    run.history.steps.append(done)
+    run.history.loss.append(loss)
+    run.running, run.count = run.running + loss, run.count + 1
+    if done % log_every == 0 or done == run.steps:
+        lr = run.opt.param_groups[0]["lr"]
+        event = {"step": done, "loss": run.running / run.count, "lr": lr}
+        bar.set_postfix(loss=f"{event['loss']:.4f}")
+        for cb in callbacks:
+            cb(event)
+        run.running, run.count = 0.0, 0
 
-    def indices(self, first: int, count: int) -> list[int]:
-        return [self._permutation(k // self.n)[k % self.n] for k in range(first, first + count)]
+
+def _validate(run: _Run, done: int, val_data, callbacks: list) -> None:
+    """:func:`evaluate` on ``val_data``; the model goes back to its training modes after."""
+    with kept_mode(run.model):
+        metrics = evaluate(run.model, *val_data)
+    run.history.val.append({"step": done, **metrics})
+    for cb in callbacks:
+        cb({"step": done, "val": metrics})
+
+
+def _checkpoint(run: _Run, done: int) -> None:
+    """Save ``run`` to ``last.pt`` (with a checkpoint_dir), the optimiser at its base rate.
+
+    The schedule sets each step's rate from the base rate, so a checkpoint written mid-run
+    (every ``checkpoint_every`` steps, or on Ctrl-C) stores the base rate: a resumed run
+    scaled the scheduled rate a second time otherwise.
+    """
+    if run.ckpt_path is None:
+        return
+    scheduled = [g["lr"] for g in run.opt.param_groups]
+    for group, lr0 in zip(run.opt.param_groups, run.base_lr):
+        group["lr"] = lr0
+    try:
+        save_checkpoint(run.ckpt_path, run.model, run.opt, done, history=run.history,
+                        rng_state=_rng_state(run.data))
+    finally:
+        for group, lr in zip(run.opt.param_groups, scheduled):
+            group["lr"] = lr
 
 
 # --------------------------------------------------------------------------- evaluation
-def predict_probabilities(model: nn.Module, image, tile_size: int | None = None) -> np.ndarray:
-    """Probability of "cell" (class 1) for every pixel of one image (H, W) or (C, H, W).
-
-    The whole image is predicted with the overlap-tile strategy (:func:`predict_tiled`), so
-    any size works and the result has the image's size. Returns float32 (H, W) in [0, 1].
-    """
-    image = torch.as_tensor(np.asarray(image, dtype=np.float32))
-    if image.dim() == 2:
-        image = image[None]
-    logits = predict_tiled(model, image, tile_size=tile_size)
-    return torch.softmax(logits.float(), dim=0)[1].cpu().numpy()
-
-
 def evaluate(model: nn.Module, images: Sequence[Any], masks: Sequence[Any],
              tile_size: int | None = None) -> dict[str, float]:
     """Mean ``pixel_error``, ``rand_error``, ``iou`` and ``dice`` over whole images.

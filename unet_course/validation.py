@@ -9,6 +9,8 @@ and says what would work (the course's error convention, see ``DESIGN.md``).
 * :func:`int_pair`          an int or a pair of ints (h, w), each checked like :func:`positive_int`;
 * :func:`finite_number`     a finite real number inside optional bounds;
 * :func:`probability`       a number in [0, 1] (or [0, 1) with ``below_one=True``);
+* :func:`label_image`       an array (H, W) of bool or integer labels (a torch tensor is moved to
+                            the CPU first), for masks and instance ids;
 * :func:`kept_mode`         a context manager that restores a model's train/eval mode, module by
                             module, after code that switches it.
 """
@@ -20,9 +22,18 @@ import numbers
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import numpy as np
 from torch import nn
 
-__all__ = ["finite_number", "int_pair", "is_int", "kept_mode", "positive_int", "probability"]
+__all__ = [
+    "finite_number",
+    "int_pair",
+    "is_int",
+    "kept_mode",
+    "label_image",
+    "positive_int",
+    "probability",
+]
 
 
 def is_int(value: object) -> bool:
@@ -89,6 +100,25 @@ def probability(value: object, name: str, *, below_one: bool = False) -> float:
     if below_one and v >= 1.0:
         raise ValueError(f"{name} must be a probability in [0, 1), got {value!r}")
     return v
+
+
+def label_image(value: object, name: str, hint: str = "") -> np.ndarray:
+    """``value`` as a NumPy array (H, W) of bool or integer labels: a mask or instance ids.
+
+    A torch tensor is detached and copied to the CPU. Raises ``ValueError`` for an array that
+    is not 2-D and ``TypeError`` for a float (or other non-integer) dtype; ``hint``, if given,
+    ends that message with what to do instead (e.g. which function makes labels from
+    probabilities). Values are not checked: callers decide which labels they accept.
+    """
+    if hasattr(value, "detach"):  # a torch tensor
+        value = value.detach().cpu().numpy()
+    array = np.asarray(value)
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be one image (H, W), got shape {array.shape}")
+    if array.dtype != bool and not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"{name} must be a bool or integer array, got dtype {array.dtype}"
+                        + (f"; {hint}" if hint else ""))
+    return array
 
 
 @contextmanager

@@ -25,12 +25,14 @@ indices, 0 = background, 1 = cell. All maps are float32 (H, W).
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from collections.abc import Mapping
 
 import numpy as np
 from scipy import ndimage as ndi
+
+from .postprocess import relabel_sequential
+from .validation import finite_number
 
 __all__ = [
     "border_cutoff",
@@ -79,6 +81,8 @@ def _as_instance_labels(instance_labels: object, name: str = "instance_labels") 
             "ids for cells"
         )
     top = int(labels.max()) if labels.size else 0
+    if top >= 2**63:  # uint64 ids past int64 would wrap to negatives: keep only their identity
+        return relabel_sequential(labels)
     # int32 when the ids fit: the comparisons and find_objects below run faster on it
     labels = labels.astype(np.int32 if top < 2**31 else np.int64, copy=False)
     if top == 1:
@@ -95,14 +99,6 @@ def _as_instance_labels(instance_labels: object, name: str = "instance_labels") 
                 stacklevel=3,
             )
     return labels
-
-
-def _check_positive(name: str, value: object, allow_zero: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise TypeError(f"{name} must be a finite number, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
-    return float(value)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -191,6 +187,8 @@ def class_balance_weights(mask: np.ndarray, num_classes: int | None = None) -> n
         raise ValueError(f"mask must hold class indices >= 0, got min {mask.min()}")
     if num_classes is not None and mask.max() >= num_classes:
         raise ValueError(f"mask has class index {mask.max()} but num_classes={num_classes}")
+    if mask.max() >= mask.size:  # sparse indices: count them without a table up to the largest
+        mask = relabel_sequential(mask)
     counts = np.bincount(mask.ravel()).astype(np.float64)
     present = counts > 0
     per_class = np.zeros_like(counts)
@@ -215,7 +213,7 @@ def _class_weight_map(mask: np.ndarray, class_weights: object) -> np.ndarray:
                 f"class_weights needs a weight for class 0 (background) and class 1 (cell); "
                 f"missing {missing}"
             )
-        w0, w1 = (_check_positive(f"class_weights[{k}]", class_weights[k], True) for k in (0, 1))
+        w0, w1 = (finite_number(class_weights[k], f"class_weights[{k}]", 0.0) for k in (0, 1))
         return np.where(mask > 0, w1, w0).astype(np.float32)
     raise TypeError(
         f"class_weights must be 'balanced', a dict {{class: weight}} or None, "
@@ -236,9 +234,9 @@ def border_cutoff(w0: float = 10.0, sigma: float = 5.0, tol: float = 1e-3) -> in
     ``tol``: ``D = ceil(sigma * sqrt(2 ln(w0 / tol)))`` (0 when w0 <= tol).
     For w0 = 10, sigma = 5, tol = 1e-3: D = 22 px.
     """
-    w0 = _check_positive("w0", w0, True)
-    sigma = _check_positive("sigma", sigma, False)
-    tol = _check_positive("tol", tol, False)
+    w0 = finite_number(w0, "w0", 0.0)
+    sigma = finite_number(sigma, "sigma (px)", 0.0, strict=True)
+    tol = finite_number(tol, "tol", 0.0, strict=True)
     if w0 <= tol:
         return 0
     return math.ceil(sigma * math.sqrt(2.0 * math.log(w0 / tol)))
@@ -268,7 +266,8 @@ def unet_weight_map(
 
     Args:
         instance_labels: int (H, W), 0 = background, 1..k one id per cell (ids need not be
-            consecutive). Not a binary mask: that makes all cells one cell.
+            consecutive, and may be as large as the dtype holds; any size, 0 x 0 included).
+            Not a binary mask: that makes all cells one cell.
         w0: weight of the border term (10 in the paper).
         sigma: its width in pixels (about 5 in the paper).
         class_weights: ``"balanced"`` (:func:`class_balance_weights` of the separated mask),
@@ -279,21 +278,40 @@ def unet_weight_map(
         float32 (H, W), >= w_c everywhere and equal to it on cells.
     """
     labels = _as_instance_labels(instance_labels)
-    w0 = _check_positive("w0", w0, True)
-    sigma = _check_positive("sigma", sigma, False)
+    w0 = finite_number(w0, "w0", 0.0)
+    sigma = finite_number(sigma, "sigma (px)", 0.0, strict=True)
     cells = np.where(_border(labels), 0, labels)
     weights = _class_weight_map((cells > 0).astype(np.int64), class_weights)
-
     cutoff = border_cutoff(w0, sigma, tol)
+    if cells.size == 0 or w0 == 0 or cutoff == 0:
+        return weights
+    if cells.max() >= cells.size:  # sparse ids: find_objects would allocate one entry per id
+        cells = relabel_sequential(cells)
     boxes = ndi.find_objects(cells)
     present = [(i + 1, box) for i, box in enumerate(boxes) if box is not None]
-    if len(present) < 2 or w0 == 0 or cutoff == 0:
+    if len(present) < 2:
         return weights
+    s1, s2 = _two_nearest_squared(cells, present, cutoff)
+    far = np.iinfo(np.int32).max
+    near = (s2 < far) & (cells == 0)  # a second cell within the cut-off, on background
+    d_sum = np.sqrt(s1[near], dtype=np.float64) + np.sqrt(s2[near], dtype=np.float64)
+    term = np.zeros(cells.shape)
+    term[near] = w0 * np.exp(-(d_sum**2) / (2.0 * sigma**2))
+    return (weights + term).astype(np.float32)
 
+
+def _two_nearest_squared(
+    cells: np.ndarray, present: list[tuple[int, tuple[slice, slice]]], cutoff: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Squared distances (px^2, int32 (H, W)) to the nearest and the second-nearest cell.
+
+    ``present`` lists (id, bounding box) of the cells; each cell's distances are computed in
+    its box grown by ``cutoff`` px only. Pixels with no (second) cell within that reach keep
+    ``np.iinfo(np.int32).max``, which stands for "far".
+    """
     H, W = cells.shape
     rows, cols = np.arange(H, dtype=np.int32)[:, None], np.arange(W, dtype=np.int32)[None, :]
-    # the two smallest *squared* distances seen so far (integers, so the updates are cheap);
-    # `far` stands for "no cell within the cut-off"
+    # the two smallest *squared* distances seen so far: integers, so the updates are cheap
     far = np.iinfo(np.int32).max
     s1 = np.full((H, W), far, np.int32)
     s2 = np.full((H, W), far, np.int32)
@@ -314,8 +332,4 @@ def unet_weight_map(
         win1, win2 = s1[r0:r1, c0:c1], s2[r0:r1, c0:c1]
         np.minimum(win2, np.maximum(win1, sq), out=win2)
         np.minimum(win1, sq, out=win1)
-    near = (s2 < far) & (cells == 0)  # a second cell within the cut-off, on background
-    d_sum = np.sqrt(s1[near], dtype=np.float64) + np.sqrt(s2[near], dtype=np.float64)
-    term = np.zeros((H, W))
-    term[near] = w0 * np.exp(-(d_sum**2) / (2.0 * sigma**2))
-    return (weights + term).astype(np.float32)
+    return s1, s2

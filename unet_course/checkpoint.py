@@ -1,0 +1,287 @@
+"""Checkpoints: one file that rebuilds the network and resumes its training exactly.
+
+A checkpoint is a dictionary saved with ``torch.save`` that holds only tensors and plain Python
+values, so that :func:`load_checkpoint` reads it with ``weights_only=True`` (no code from the
+file is run). Its keys:
+
+* ``format``: ``"unet_course.checkpoint/1"``;
+* ``config``, ``model_class``: the keyword arguments and class name that rebuild the network;
+* ``state_dict``: the weights; ``optimizer``: the optimiser's state (or None) and
+  ``optimizer_class`` its class name;
+* ``step``: the optimisation steps done; ``history``: :meth:`History.state` (or None);
+* ``rng``: the random number generators' states (see :func:`_rng_state`), ``extra``: anything else.
+
+Every way a file can be wrong (missing, truncated, a plain ``state_dict``, a whole pickled
+model, keys missing, weights that do not fit their config) raises :class:`CheckpointError`
+naming the file and saying what to do.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import pickletools
+import random
+import secrets
+import sys
+import warnings
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .model import UNet
+
+if TYPE_CHECKING:
+    from .train import History
+
+__all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "load_checkpoint", "load_model",
+           "load_weights", "save_checkpoint"]
+
+CHECKPOINT_FORMAT = "unet_course.checkpoint/1"
+
+#: Keys that every checkpoint written by :func:`save_checkpoint` has.
+REQUIRED_KEYS = ("format", "config", "model_class", "state_dict", "optimizer", "step",
+                 "history", "rng", "extra")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, truncated, corrupted or not one of ours."""
+
+
+# --------------------------------------------------------------------------- RNG states
+def _rng_state(dataset: Any = None) -> dict[str, Any]:
+    """The state of every random number generator that training draws from.
+
+    torch's global generator (dropout, weight init), Python's and NumPy's global generators
+    (used by user augmentations), CUDA's generators when CUDA is available, and
+    ``dataset.rng`` when a dataset keeps its own ``np.random.Generator`` there.
+    :class:`~unet_course.data.TileDataset` keeps none: its item i of epoch e comes from a
+    generator seeded with (seed, e, i), and :func:`fit` tells it the epoch again on resume.
+    """
+    name, key, pos, has_gauss, gauss = np.random.get_state()
+    # Arrays are not allowed in a weights_only checkpoint: NumPy's key travels as a tensor.
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": (name, torch.from_numpy(key.astype(np.int64)), pos, has_gauss, gauss)}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    rng = getattr(dataset, "rng", None)
+    if isinstance(rng, np.random.Generator):
+        state["dataset"] = rng.bit_generator.state
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], dataset: Any = None) -> None:
+    """Restore what :func:`_rng_state` saved; warn when the dataset's own generator cannot be."""
+    torch.set_rng_state(state["torch"])
+    random.setstate(_as_tuple(state["python"]))
+    name, key, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, key.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    rng = getattr(dataset, "rng", None)
+    if isinstance(rng, np.random.Generator):
+        if "dataset" in state:
+            rng.bit_generator.state = state["dataset"]
+        else:
+            warnings.warn(f"the checkpoint holds no state for {type(dataset).__name__}.rng (it was "
+                          "saved with another dataset), so the resumed run draws other random "
+                          "numbers than an uninterrupted one would", RuntimeWarning, stacklevel=3)
+
+
+def _as_tuple(x):
+    """Lists back to tuples, as ``random.setstate`` needs (a checkpoint may store lists)."""
+    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+# --------------------------------------------------------------------------- writing
+def _write_atomically(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write ``path`` through a temporary file in the same folder, then rename it over ``path``.
+
+    A crash while writing leaves the previous file intact and no temporary file behind. The
+    temporary file is created with mode 0666, which the process umask reduces as for any new
+    file (``tempfile.mkstemp`` would give 0600, and the checkpoint would keep it).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:  # another writer picked the same name: draw again
+            continue
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module,
+                    optimizer: torch.optim.Optimizer | None = None, step: int = 0, *,
+                    history: History | None = None, rng_state: dict | None = None,
+                    **extra: Any) -> Path:
+    """Write model weights + constructor config (+ optimizer, step, RNG state) atomically.
+
+    The file is written to a temporary name in the same folder and renamed over ``path``, so a
+    crash while writing never damages the previous checkpoint; it gets the usual permissions
+    of a new file (0666 less the umask). Only tensors and plain Python values are stored, so
+    :func:`load_checkpoint` can read it with ``weights_only=True``. ``extra`` keyword values
+    (plain Python values or tensors) are stored under ``"extra"``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "config": dict(getattr(model, "config", {})),
+        "model_class": type(model).__name__,
+        "state_dict": model.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "optimizer_class": type(optimizer).__name__ if optimizer is not None else None,
+        "step": int(step),
+        "history": history.state() if history is not None else None,
+        "rng": rng_state,
+        "extra": extra,
+    }
+    _write_atomically(path, lambda f: torch.save(payload, f))
+    return path
+
+
+# --------------------------------------------------------------------------- reading
+def _pickled_globals(path: Path) -> list[str]:
+    """``"module.name"`` of each class or function the pickle inside a torch file names, in order.
+
+    Read with :mod:`pickletools`, which decodes the opcodes without running any of them, so
+    this is safe on an untrusted file. Returns [] for anything that is not a torch zip file.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n.rsplit("/", 1)[-1] == "data.pkl"]
+            data = archive.read(names[0]) if names else b""
+        found, strings, memo = [], [], {}
+        for op, arg, _ in pickletools.genops(data):
+            if op.name == "GLOBAL":  # protocols 0-3: "module name"
+                found.append(arg.replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:  # protocol 4+: two strings
+                found.append(f"{strings[-2]}.{strings[-1]}")
+            elif op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+                strings.append(arg)
+            elif op.name in ("MEMOIZE", "BINPUT", "LONG_BINPUT", "PUT") and strings:
+                memo[len(memo) if arg is None else arg] = strings[-1]
+            elif op.name in ("BINGET", "LONG_BINGET", "GET") and arg in memo:
+                strings.append(memo[arg])
+        return found
+    except (zipfile.BadZipFile, OSError, ValueError, IndexError, EOFError):
+        return []
+
+
+def _is_module_class(qualified: str) -> bool:
+    """True for an ``nn.Module`` subclass, judged by name or from modules already imported."""
+    if qualified.startswith("torch.nn.modules."):
+        return True
+    module, _, name = qualified.rpartition(".")
+    cls = getattr(sys.modules.get(module), name, None)  # never imports: no code from the file
+    return isinstance(cls, type) and issubclass(cls, nn.Module)
+
+
+#: Globals of every torch file that ``weights_only`` loading allows (tensors, state dicts).
+_ALWAYS_ALLOWED = ("torch._utils.", "torch._tensor.", "collections.OrderedDict", "builtins.")
+
+
+def _unreadable(path: Path, exc: Exception) -> CheckpointError:
+    """The error for a file that ``torch.load(weights_only=True)`` refused: say what it is.
+
+    ``weights_only`` refuses a pickle that names other classes with ``UnpicklingError``; those
+    classes, read without running the file, tell a whole pickled model from other objects.
+    Anything else is a damaged file.
+    """
+    found = []
+    if isinstance(exc, pickle.UnpicklingError):
+        found = [g for g in _pickled_globals(path) if not g.startswith(_ALWAYS_ALLOWED)]
+    modules = [g for g in found if _is_module_class(g)]
+    if modules:
+        return CheckpointError(
+            f"{path} holds a whole pickled model ({modules[0]}, saved with torch.save(model)), "
+            "not a unet_course checkpoint; loading it would run code stored in the file. If you "
+            "trust the file, convert it once: model = torch.load(path, weights_only=False), then "
+            "unet_course.save_checkpoint(new_path, model)")
+    if found:
+        return CheckpointError(
+            f"{path} holds pickled Python objects ({', '.join(dict.fromkeys(found[:3]))}), not a "
+            "unet_course checkpoint (which holds only tensors and plain values); if you trust the "
+            "file, read it with torch.load(path, weights_only=False)")
+    first = str(exc).splitlines()[0] if str(exc) else "no details"
+    return CheckpointError(f"checkpoint {path} is truncated or corrupted ({type(exc).__name__}: "
+                           f"{first}); use an earlier checkpoint or train again")
+
+
+def load_checkpoint(path: str | os.PathLike,
+                    map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (with ``weights_only=True``).
+
+    Returns the stored dictionary: ``config``, ``model_class``, ``state_dict``, ``optimizer``,
+    ``step``, ``history``, ``rng``, ``extra``. A missing, truncated or foreign file, or one
+    with keys missing, raises :class:`CheckpointError` saying which file and what to do.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}: train one with "
+                              "fit(..., checkpoint_dir=...) or `python -m unet_course train --out DIR`")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises several types for damaged or foreign files
+        raise _unreadable(path, exc) from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a unet_course checkpoint (expected format "
+                              f"{CHECKPOINT_FORMAT!r}); it may be a plain state_dict: load it with "
+                              "model.load_state_dict(torch.load(path, weights_only=True))")
+    missing = [k for k in REQUIRED_KEYS if k not in payload]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks the keys {', '.join(missing)}; it was "
+                              "damaged or edited after save_checkpoint wrote it: use another one")
+    if not isinstance(payload["state_dict"], Mapping) or not isinstance(payload["config"], Mapping):
+        raise CheckpointError(f"checkpoint {path} has a state_dict or config that is not a "
+                              "dictionary; use another checkpoint")
+    return payload
+
+
+def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
+                 source: str) -> nn.Module:
+    """``model.load_state_dict(state_dict)``, with a :class:`CheckpointError` when they do not fit.
+
+    PyTorch's RuntimeError lists every missing, unexpected and mis-sized tensor; the error
+    keeps that list (first lines) and says where the weights came from (``source``).
+    """
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as exc:
+        lines = str(exc).strip().splitlines()
+        shown = " ".join(line.strip() for line in lines[:4]) + (" ..." if len(lines) > 4 else "")
+        raise CheckpointError(f"the weights in {source} do not fit this {type(model).__name__}: "
+                              f"it was saved from a network of another shape ({shown}); build "
+                              "the network with the checkpoint's config (see load_model)") from exc
+    return model
+
+
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> UNet:
+    """Rebuild the :class:`UNet` stored in a checkpoint, in eval mode."""
+    ckpt = load_checkpoint(path, map_location)
+    if ckpt["model_class"] != "UNet":
+        raise CheckpointError(f"{path} holds a {ckpt['model_class']}, not a UNet: build that class "
+                              "yourself and load ckpt['state_dict'] into it")
+    try:
+        model = UNet(**ckpt["config"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"the config stored in {path} does not build a UNet ({exc}); the "
+                              "checkpoint is damaged or from another version: "
+                              f"{ckpt['config']}") from exc
+    load_weights(model, ckpt["state_dict"], f"{path} (config {ckpt['config']})")
+    return model.eval()

@@ -1,0 +1,34 @@
+"""Tools for finding what is wrong with a U-Net and the loop around it (lesson 07).
+
+* :func:`trace_shapes` (in :mod:`.shape_trace`) runs one forward pass with hooks on every
+  module and returns a table of each module's input and output shapes and channel counts, in
+  call order. When the forward pass fails, the table stops at the module that failed and
+  names it.
+* :func:`check_unet` (in :mod:`.unet_checks`) checks the properties a correct U-Net must have
+  (it builds, it has the paper's parameter count, it returns a tensor of the right shape for
+  several valid input sizes, the gradient reaches its first layer) and reports which ones
+  fail, without saying why.
+* Small helpers for the lesson's pitfalls (in :mod:`.pitfalls`): :func:`suggest_nn_name` for
+  misspelled layer names, :func:`check_mask` for masks that are not class indices,
+  :func:`saved_activation_bytes` for the memory autograd keeps; and :func:`toy_blobs`, a tiny
+  imbalanced segmentation task (a data set, so it lives in :mod:`unet_course.data.toy`).
+"""
+
+from ..data.toy import toy_blobs
+from .pitfalls import check_mask, saved_activation_bytes, suggest_nn_name
+from .shape_trace import ShapeTrace, TraceRow, trace_shapes
+from .unet_checks import PAPER_PARAMETERS, Check, UNetReport, check_unet
+
+__all__ = [
+    "PAPER_PARAMETERS",
+    "Check",
+    "ShapeTrace",
+    "TraceRow",
+    "UNetReport",
+    "check_mask",
+    "check_unet",
+    "saved_activation_bytes",
+    "suggest_nn_name",
+    "toy_blobs",
+    "trace_shapes",
+]

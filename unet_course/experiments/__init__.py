@@ -1,0 +1,46 @@
+"""The small training experiments that lessons show and tests rerun, one module per lesson.
+
+A lesson states a claim about training; float rounding differs between processors and thread
+counts, so one run proves little. Each experiment is one function of a seed: the lesson calls
+it once and shows the result, and ``tests/test_training_claims.py`` and
+``tests/test_lesson_claims.py`` call it at several seeds with torch at 1 and 2 threads and
+assert the same claim every time.
+
+* :mod:`.deformation` (lesson 04)  what elastic deformation adds, tile by tile;
+* :mod:`.separation`  (lesson 05)  the weight map that separates touching cells;
+* :mod:`.training`    (lesson 06)  the presets against Otsu's threshold on held-out slices;
+* :mod:`.imbalance`   (lesson 07)  a plain loss on an imbalanced toy task.
+
+:func:`torch_threads` (in :mod:`unet_course.timing`) is importable from here as before.
+"""
+
+from ..timing import torch_threads
+from .deformation import (
+    DeformationRun,
+    TileScore,
+    compare_deformation,
+    tile_pixel_error,
+    train_tile_net,
+)
+from .imbalance import foreground_iou, pixel_accuracy, predict_classes, train_tiny
+from .separation import (
+    CellSplit,
+    SeparationScore,
+    compare_weightings,
+    separated_cells,
+    separation_weights,
+    touching_split,
+    train_separation_net,
+)
+from .training import LESSON06, RunResult, Split, em_split, otsu_scores, train_and_score
+
+__all__ = ["Split", "em_split", "otsu_scores", "RunResult", "train_and_score", "LESSON06",
+           "torch_threads",
+           # lesson 04
+           "TileScore", "DeformationRun", "train_tile_net", "tile_pixel_error",
+           "compare_deformation",
+           # lesson 05
+           "CellSplit", "touching_split", "separation_weights", "train_separation_net",
+           "separated_cells", "SeparationScore", "compare_weightings",
+           # lesson 07
+           "predict_classes", "pixel_accuracy", "foreground_iou", "train_tiny"]

@@ -1,0 +1,27 @@
+"""Figures for the lessons, gathered under one name.
+
+* :mod:`unet_course.diagram`        the U-Net diagram of the paper's Figure 1, traced from a live
+                                    model: :class:`FeatureMap`, :func:`unet_feature_maps`,
+                                    :func:`draw_unet`;
+* :mod:`unet_course.plots`          results: :func:`error_overlay`, :func:`plot_history`,
+                                    :func:`label_colors`;
+* :mod:`unet_course.visdom_logger`  live curves during training: :class:`VisdomLogger`
+                                    (a :func:`unet_course.train.fit` callback, not a figure; it
+                                    is re-exported here because lessons import it from here).
+"""
+
+from __future__ import annotations
+
+from .diagram import FeatureMap, draw_unet, unet_feature_maps
+from .plots import error_overlay, label_colors, plot_history
+from .visdom_logger import VisdomLogger
+
+__all__ = [
+    "FeatureMap",
+    "VisdomLogger",
+    "draw_unet",
+    "error_overlay",
+    "label_colors",
+    "plot_history",
+    "unet_feature_maps",
+]

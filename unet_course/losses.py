@@ -5,7 +5,9 @@ maps followed by a cross-entropy in which every pixel x carries its own weight w
 
     E = sum_x w(x) * -log p_{l(x)}(x),    p_k(x) = exp(a_k(x)) / sum_k' exp(a_k'(x))
 
-with l(x) the true class of pixel x and w the weight map of :mod:`unet_course.weights`.
+with l(x) the true class of pixel x and w the weight map of :mod:`unet_course.weights`. The
+paper prints E without the minus sign, a log-likelihood to maximise; written as here it is a
+loss to minimise, which is what an optimiser does.
 ``log p`` is computed with ``log_softmax`` (the log-sum-exp trick), never as ``log(softmax)``,
 which would give ``-inf`` as soon as one probability underflows to 0.
 """

@@ -126,7 +126,8 @@ class Up(nn.Module):
 
 
 def he_init_(module: nn.Module) -> None:
-    """The paper's initialisation, in place: weights from N(0, sqrt(2/N)), biases 0.
+    """The paper's initialisation, in place: Gaussian weights of mean 0 and *standard deviation*
+    sqrt(2/N) (a variance of 2/N), biases 0.
 
     N is the number of incoming nodes of one neuron. For a k x k convolution that is
     k * k * C_in. For the 2x2 up-convolution with stride 2 each output pixel is touched by

@@ -2,11 +2,13 @@
 
 The paper trains with stochastic gradient descent, "a high momentum (0.99) such that a large
 number of the previously seen training samples determine the update in the current
-optimization step", one large tile per batch, and the energy
+optimization step", one large tile per batch, and the energy printed as
 
     E = sum_x w(x) log p_l(x)(x)
 
-over the pixel-wise soft-max p of the last feature map (see :mod:`unet_course.losses`).
+over the pixel-wise soft-max p of the last feature map. As printed, E is a log-likelihood
+(at most 0) to be maximised; the loss that :func:`fit` minimises is its negative, the weighted
+cross-entropy of :mod:`unet_course.losses` (the minus sign is missing in the paper).
 :func:`fit` does exactly that by default; Adam, automatic mixed precision and channels-last
 memory layout are options for people who want a modern recipe on a GPU.
 

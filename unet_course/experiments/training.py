@@ -21,8 +21,9 @@ from ..train import History, evaluate
 
 __all__ = ["Split", "em_split", "otsu_scores", "RunResult", "train_and_score", "LESSON06"]
 
-#: The lesson-06 scale of each preset: small enough for a laptop CPU in seconds. Same parts,
-#: fewer channels and levels; the paper preset keeps valid padding, SGD 0.99 and batch 1.
+#: The lesson-06 scale of each preset: small enough for a laptop CPU in seconds. The same
+#: blocks with fewer channels and levels; the paper preset keeps valid padding, SGD 0.99 and
+#: batch 1, but its small net has no dropout layer (dropout=0.0), unlike the paper's.
 LESSON06 = {
     "paper": dict(depth=3, base_channels=8, dropout=0.0, tile=124, lr=0.002),
     "cpu": dict(depth=3, base_channels=8, tile=128),

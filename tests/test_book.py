@@ -16,6 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_book_builds_from_stored_outputs(tmp_path):
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     config["execute"]["execute_notebooks"] = "off"
+    # local extensions are found relative to the config file, which moves to tmp_path here
+    extensions = config["sphinx"].get("local_extensions") or {}
+    config["sphinx"]["local_extensions"] = {n: str(ROOT / p) for n, p in extensions.items()}
     config_file = tmp_path / "_config.yml"
     config_file.write_text(yaml.safe_dump(config))
     jb = Path(sys.executable).parent / "jupyter-book"

@@ -229,6 +229,16 @@ def test_download_success_and_loading(tmp_path, isbi_files):
     assert _leftovers(tmp_path) == []
 
 
+def test_isbi_repr_shows_the_home_directory_as_tilde(tmp_path, isbi_files, monkeypatch):
+    files, _, manifest = isbi_files
+    for path, body in files.items():
+        (tmp_path / "home" / "data" / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "home" / "data" / path).write_bytes(body)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    ds = ISBI2012(tmp_path / "home" / "data", manifest=manifest)
+    assert repr(ds) == "ISBI2012(root='~/data', 3 slices from png)"  # no machine's path
+
+
 def test_corrupted_file_is_rejected_and_not_kept(tmp_path, isbi_files):
     files, _, manifest = isbi_files
     bad = dict(files)

@@ -1,5 +1,7 @@
 """The debugging tools: the shape table, the first failing module, check_unet's verdicts, helpers."""
 
+import os
+
 import pytest
 import torch
 from torch import nn
@@ -313,3 +315,69 @@ def test_toy_blobs():
     assert torch.equal(images, again)
     with pytest.raises(ValueError):
         toy_blobs(0)
+
+
+# --- short tracebacks: what every expected error in the book looks like -----------------------
+
+
+def _raise_inside_torch():
+    torch.nn.Conv2d(3, 8, 3)(torch.rand(1, 4, 20, 20))  # 4 channels into a 3-channel layer
+
+
+def test_short_traceback_folds_torch_frames_and_fits_the_column():
+    from unet_course.debug import format_short_traceback
+
+    try:
+        _raise_inside_torch()
+    except RuntimeError as raised:
+        error = raised  # `raised` is unbound after the except block
+        lines = format_short_traceback(error, width=60)
+    text = "\n".join(lines)
+    assert lines[0] == "Traceback (library frames folded):"
+    assert "test_debug.py" in text and "_raise_inside_torch()" in text  # the user's frames stay
+    assert any(line.startswith("  ... ") and line.endswith("inside torch") for line in lines)
+    assert "site-packages" not in text and os.sep + "torch" + os.sep not in text
+    assert max(map(len, lines)) <= 60
+    # the message is all there, wrapped: rejoined, it is the exception's text
+    start = next(i for i, line in enumerate(lines) if line.startswith("RuntimeError: "))
+    rejoined = " ".join(line.strip() for line in lines[start:])
+    assert rejoined == "RuntimeError: " + " ".join(str(error).split())
+
+
+def test_short_traceback_names_package_frames_relative_and_refuses_narrow_width():
+    from unet_course import UNet
+    from unet_course.debug import format_short_traceback
+
+    try:
+        UNet(padding="same", depth=2, base_channels=8)(torch.rand(1, 1, 102, 102))
+    except ValueError as raised:
+        error = raised
+        lines = format_short_traceback(error)
+    assert any(line.startswith("  unet_course/geometry.py, line ") for line in lines)
+    assert not any(os.path.isabs(line.strip().split(",")[0]) for line in lines)
+    with pytest.raises(ValueError, match="at least 40"):
+        format_short_traceback(error, width=20)
+
+
+def test_short_tracebacks_outside_ipython_changes_nothing():
+    from unet_course.debug import short_tracebacks
+
+    assert short_tracebacks() is None and short_tracebacks(False) is None
+
+
+def test_workers_replay_one_generator_unless_reseeded_or_drawn_per_item():
+    from torch.utils.data import DataLoader
+
+    from unet_course.debug import AugmentationDraws, reseed_worker
+
+    def draws(dataset, **options):
+        torch.manual_seed(0)
+        return [int(d) for d in DataLoader(dataset, batch_size=1, num_workers=2, **options)]
+
+    shared = draws(AugmentationDraws(6))
+    assert shared[0::2] == shared[1::2]  # the bug: worker 1 repeats worker 0
+    assert len(set(draws(AugmentationDraws(6), worker_init_fn=reseed_worker))) == 6
+    per_item = draws(AugmentationDraws(6, per_item=True))
+    assert per_item == [int(d) for d in DataLoader(AugmentationDraws(6, per_item=True))]
+    with pytest.raises(ValueError, match="n"):
+        AugmentationDraws(0)

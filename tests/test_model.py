@@ -225,3 +225,28 @@ def test_building_blocks_shapes():
     assert Down(8, 16)(x).shape == (1, 16, 16, 16)
     up = Up(16, 8)
     assert up(torch.rand(1, 16, 10, 10), torch.rand(1, 8, 40, 40)).shape == (1, 8, 16, 16)
+
+
+# --- count_macs: the compute that lessons 01 and 02 compare -----------------------------------
+
+
+def test_count_macs_matches_the_hand_formulas():
+    from unet_course.memory import count_macs
+
+    class Two(nn.Module):
+        in_channels = 3
+
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3)  # 10 x 12 -> 8 x 8 x 10
+            self.up = nn.ConvTranspose2d(8, 4, 2, stride=2)  # 8 x 10 -> 4 x 16 x 20
+
+        def forward(self, x):
+            return self.up(self.conv(x))
+
+    macs = count_macs(Two(), (10, 12))
+    assert macs == {"conv": 8 * 10 * 8 * 3 * 9, "up": 8 * 10 * 8 * 4 * 4}
+    paper = count_macs(UNet(depth=1, base_channels=4), 188)
+    assert paper["inc.0"] == 186 * 186 * 4 * 1 * 9  # valid 3 x 3: 188 -> 186
+    with pytest.raises(ValueError, match="Conv2d"):
+        count_macs(nn.Sequential(nn.ReLU()), 8)

@@ -109,13 +109,16 @@ class UNetGeometry:
 
     @property
     def default_halo(self) -> int:
-        """Context a same-padded net needs at a tile border for tiling to be exact: 6 * 2**depth.
+        """Context a same-padded net reads beyond each tile border by default: 6 * 2**depth.
 
         Zero padding corrupts 2 pixels per double convolution; pooling halves that band and
         every up-convolution doubles it, which adds up to 6 * 2**depth - 2 pixels at the top
         level for depth >= 2 (94 for depth 4, close to the valid net's margin of 92; 8 for
-        depth 1). 6 * 2**depth is the next multiple of 2**(depth - 1), which keeps every tile
-        and step on the pooling grid.
+        depth 1). Any halo that covers the band and is a multiple of 2**(depth - 1) makes
+        tiling exact (22 at depth 2). The default is the smallest *multiple of 2**depth* that
+        covers it, for one reason: a whole number of bottom-level pixels puts the image's first
+        pixel on the pooling grid of every tile, so the tiles compute what one pass over the
+        unpadded image's grid would (at depth 4 both rules give 96).
         """
         return 6 * self.grid
 

@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from .model import UNetConfig
+from .validation import int_pair
 
-__all__ = ["DEFAULT_MEMORY_BUDGET", "estimate_tile_memory", "format_bytes"]
+__all__ = ["DEFAULT_MEMORY_BUDGET", "count_macs", "estimate_tile_memory", "format_bytes"]
 
 #: Bytes of activations one forward pass may use when ``tile_size`` is chosen automatically:
 #: 4 GiB, a quarter of a 16 GB GPU (Colab's T4) or of a 16 GB laptop. It fits the paper's full
@@ -57,3 +58,42 @@ def format_bytes(n: float) -> str:
         if n >= size:
             return f"{n / size:.1f} {unit}"
     return f"{n:.0f} bytes"
+
+
+def count_macs(model: nn.Module, input_size: int | tuple[int, int]) -> dict[str, int]:
+    """Multiply-accumulates of every convolution in one forward pass of one tile, by module name.
+
+    A MAC (one multiplication and one addition) is the unit of a convolution's work. A 3 x 3
+    convolution that writes a (C_out, h, w) map from C_in channels costs h * w * C_out * C_in * 9;
+    a 2 x 2 stride-2 up-convolution costs h_in * w_in * C_in * C_out * 4, each input pixel
+    writing one 2 x 2 block. Counted by running ``model`` once on zeros of (1, C, H, W), with
+    ``input_size`` the tile's (H, W) in pixels and C the model's ``in_channels`` (1 without one).
+    Pooling, ReLU and copies cost comparisons and moves, not MACs, and are left out.
+    """
+    h, w = int_pair(input_size, "input_size")
+    macs: dict[str, int] = {}
+
+    def counter(name: str):
+        def count(module, inputs, output):
+            taps = module.kernel_size[0] * module.kernel_size[1]
+            if isinstance(module, nn.ConvTranspose2d):  # every input pixel writes a block
+                macs[name] = inputs[0][0].numel() * module.out_channels // module.groups * taps
+            else:  # every output value reads C_in * taps inputs
+                macs[name] = output[0].numel() * (module.in_channels // module.groups) * taps
+        return count
+
+    convs = [(n, m) for n, m in model.named_modules()
+             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    if not convs:
+        raise ValueError("count_macs needs a model with at least one Conv2d or ConvTranspose2d")
+    handles = [m.register_forward_hook(counter(n)) for n, m in convs]
+    param = next(model.parameters())
+    x = torch.zeros(1, int(getattr(model, "in_channels", 1)), h, w, dtype=param.dtype,
+                    device=param.device)
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return macs

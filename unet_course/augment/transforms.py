@@ -58,17 +58,34 @@ def _check_p(p: object) -> float:
 
 
 class ElasticDeform(_Augmentation):
-    """:func:`~unet_course.elastic.elastic_deform` as a composable augmentation."""
+    """:func:`~unet_course.elastic.elastic_deform` as a composable augmentation.
 
-    def __init__(self, grid: int | Sequence[int] = 3, sigma: float = 10.0, p: float = 1.0):
+    The paper draws one ``grid`` x ``grid`` field with ``sigma`` pixels for a whole image (the
+    ISBI slices are 512 px). Applied as it is to a small training tile, the same grid bends the
+    tile as much as it would bend the image, and a tile of 92 px then folds over itself in
+    about half of the draws. ``image_size`` (pixels) keeps the paper's scale: on an input of
+    edge t, sigma becomes ``sigma * t / image_size``, so that the field stretches the tile as
+    much per pixel as the paper's field stretches the image. ``None`` applies ``sigma`` as given.
+    """
+
+    def __init__(self, grid: int | Sequence[int] = 3, sigma: float = 10.0, p: float = 1.0,
+                 image_size: int | None = None):
         grid_shape(grid)
         sigma = finite_number(sigma, "sigma (standard deviation in pixels)", minimum=0.0)
         self.grid, self.sigma, self.p = grid, sigma, _check_p(p)
+        self.image_size = None if image_size is None else positive_int(image_size, "image_size")
+
+    def sigma_for(self, shape: tuple[int, ...]) -> float:
+        """The sigma (pixels) used on an input of ``shape`` (..., H, W)."""
+        if self.image_size is None:
+            return self.sigma
+        return self.sigma * (shape[-2] + shape[-1]) / 2 / self.image_size
 
     def apply(self, image, labels, rng):
+        sigma = self.sigma_for(image.shape)
         if not labels:
-            return elastic_deform(image, None, self.grid, self.sigma, rng), ()
-        return elastic_deform(image, list(labels), self.grid, self.sigma, rng)
+            return elastic_deform(image, None, self.grid, sigma, rng), ()
+        return elastic_deform(image, list(labels), self.grid, sigma, rng)
 
 
 class RandomShift(_Augmentation):

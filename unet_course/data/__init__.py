@@ -2,7 +2,7 @@
 
 * :mod:`~unet_course.data.synthetic`: :func:`synthetic_em` (EM slices like ISBI 2012) and
   :func:`touching_cells` (light-microscopy cells that touch), generated offline;
-* :mod:`~unet_course.data.toy`: :func:`toy_blobs`, a tiny imbalanced task for lesson 07;
+* :mod:`~unet_course.data.toy`: :func:`toy_blobs`, a tiny imbalanced task for lesson 08;
 * :mod:`~unet_course.data.download`: manifests, the cache folder (:func:`data_dir`) and
   verified, atomic downloads (:func:`download_files`);
 * :mod:`~unet_course.data.isbi2012`: :class:`ISBI2012`, the real challenge data;

@@ -101,7 +101,10 @@ class ISBI2012(ImageMaskPairs):
                 )
 
     def __repr__(self) -> str:
-        return f"ISBI2012(root={str(self.root)!r}, {len(self)} slices from {self.source})"
+        # the home directory as "~": a stored notebook output must not show a machine's paths
+        root, home = Path(self.root), Path.home()
+        shown = "~/" + root.relative_to(home).as_posix() if root.is_relative_to(home) else root
+        return f"ISBI2012(root={str(shown)!r}, {len(self)} slices from {self.source})"
 
 
 def _pages(path: Path) -> list[Slice]:

@@ -1,8 +1,8 @@
-"""A tiny, strongly imbalanced segmentation task that trains in seconds on a CPU (lesson 07).
+"""A tiny, strongly imbalanced segmentation task that trains in seconds on a CPU (lesson 08).
 
 :func:`toy_blobs` draws a few small bright discs on smooth clutter plus noise: about 3 % of the
 pixels are foreground, like cells in a wide field, so a net that predicts "background"
-everywhere already scores 97 % pixel accuracy. Lesson 07 uses it to show the pitfalls of
+everywhere already scores 97 % pixel accuracy. Lesson 08 uses it to show the pitfalls of
 imbalanced training quickly.
 """
 

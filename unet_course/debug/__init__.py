@@ -1,4 +1,4 @@
-"""Tools for finding what is wrong with a U-Net and the loop around it (lesson 07).
+"""Tools for finding what is wrong with a U-Net and the loop around it (lessons 07 and 08).
 
 * :func:`trace_shapes` (in :mod:`.shape_trace`) runs one forward pass with hooks on every
   module and returns a table of each module's input and output shapes and channel counts, in
@@ -10,16 +10,28 @@
   fail, without saying why.
 * Small helpers for the lesson's pitfalls (in :mod:`.pitfalls`): :func:`suggest_nn_name` for
   misspelled layer names, :func:`check_mask` for masks that are not class indices,
-  :func:`saved_activation_bytes` for the memory autograd keeps; and :func:`toy_blobs`, a tiny
+  :func:`saved_activation_bytes` for the memory autograd keeps, :class:`AugmentationDraws` and
+  :func:`reseed_worker` for DataLoader workers that replay one random state; and :func:`toy_blobs`, a tiny
   imbalanced segmentation task (a data set, so it lives in :mod:`unet_course.data.toy`).
+* :func:`short_tracebacks` (in :mod:`.tracebacks`) makes a notebook show each error as the
+  frames in the reader's code, the library's frames folded to one line, and the message
+  wrapped to the page: how every expected error of the course is printed.
 """
 
 from ..data.toy import toy_blobs
-from .pitfalls import check_mask, saved_activation_bytes, suggest_nn_name
+from .pitfalls import (
+    AugmentationDraws,
+    check_mask,
+    reseed_worker,
+    saved_activation_bytes,
+    suggest_nn_name,
+)
 from .shape_trace import ShapeTrace, TraceRow, trace_shapes
+from .tracebacks import format_short_traceback, short_tracebacks
 from .unet_checks import PAPER_PARAMETERS, Check, UNetReport, check_unet
 
 __all__ = [
+    "AugmentationDraws",
     "PAPER_PARAMETERS",
     "Check",
     "ShapeTrace",
@@ -27,7 +39,10 @@ __all__ = [
     "UNetReport",
     "check_mask",
     "check_unet",
+    "format_short_traceback",
+    "reseed_worker",
     "saved_activation_bytes",
+    "short_tracebacks",
     "suggest_nn_name",
     "toy_blobs",
     "trace_shapes",

@@ -1,7 +1,9 @@
-"""Small helpers for the pitfalls of lesson 07.
+"""Small helpers for the pitfalls of lessons 07 and 08.
 
 :func:`suggest_nn_name` for misspelled layer names, :func:`check_mask` for masks that are not
-class indices, and :func:`saved_activation_bytes` for the memory autograd keeps.
+class indices, :func:`saved_activation_bytes` for the memory autograd keeps, and
+:class:`AugmentationDraws` with :func:`reseed_worker` for DataLoader workers that share a
+random state.
 """
 
 from __future__ import annotations
@@ -9,11 +11,16 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import Dataset, get_worker_info
 
-__all__ = ["check_mask", "saved_activation_bytes", "suggest_nn_name"]
+from ..validation import positive_int
+
+__all__ = ["AugmentationDraws", "check_mask", "reseed_worker", "saved_activation_bytes",
+           "suggest_nn_name"]
 
 
 # ----------------------------------------------------------------------------- small helpers
@@ -76,3 +83,37 @@ def saved_activation_bytes(model: nn.Module, *inputs: Any, **kwargs: Any) -> int
         out = model(*inputs, **kwargs)
     del out
     return sum(seen.values())
+
+
+class AugmentationDraws(Dataset):
+    """Lesson 08's pitfall: a data set that draws its augmentation from a generator it owns.
+
+    Item ``i`` is the random number (an int in [0, 10**6)) that an augmentation would use for
+    image ``i``, say its rotation. ``per_item=False`` keeps one ``np.random.Generator`` in the
+    data set, drawn from in turn, the natural way to write it. A ``DataLoader`` with workers
+    copies the data set, generator and all, into every worker process, so each worker replays
+    the *same* draws: with two workers, items 0 and 1 get the same rotation, 2 and 3 too.
+    ``per_item=True`` derives the generator from ``(seed, i)`` as ``TileDataset`` does, so an
+    item's draw no longer depends on which process makes it.
+    """
+
+    def __init__(self, n: int, seed: int = 0, per_item: bool = False):
+        self.n, self.seed, self.per_item = positive_int(n, "n"), seed, per_item
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        rng = np.random.default_rng([self.seed, i]) if self.per_item else self.rng
+        return int(rng.integers(10**6))
+
+
+def reseed_worker(worker_id: int) -> None:
+    """``worker_init_fn`` for :class:`AugmentationDraws`: a generator of each worker's own.
+
+    PyTorch gives every worker a different ``torch.initial_seed()``; a generator built from it
+    differs between workers (and between epochs, and runs seeded alike stay reproducible).
+    """
+    info = get_worker_info()
+    info.dataset.rng = np.random.default_rng(torch.initial_seed() % 2**32)

@@ -6,10 +6,12 @@ it once and shows the result, and ``tests/test_training_claims.py`` and
 ``tests/test_lesson_claims.py`` call it at several seeds with torch at 1 and 2 threads and
 assert the same claim every time.
 
-* :mod:`.deformation` (lesson 04)  what elastic deformation adds, tile by tile;
+* :mod:`.skips`       (lesson 02)  no skips, summed skips or the paper's concatenated ones;
+* :mod:`.seams`       (lesson 03)  a trained zero-padded net, tile by tile: seams in the labels;
+* :mod:`.deformation` (lesson 04)  what augmentation adds with two training images;
 * :mod:`.separation`  (lesson 05)  the weight map that separates touching cells;
 * :mod:`.training`    (lesson 06)  the presets against Otsu's threshold on held-out slices;
-* :mod:`.imbalance`   (lesson 07)  a plain loss on an imbalanced toy task.
+* :mod:`.imbalance`   (lesson 08)  a plain loss on an imbalanced toy task; overfitting one batch.
 
 :func:`torch_threads` (in :mod:`unet_course.timing`) is importable from here as before.
 """
@@ -19,10 +21,18 @@ from .deformation import (
     DeformationRun,
     TileScore,
     compare_deformation,
+    lesson04_arms,
     tile_pixel_error,
     train_tile_net,
 )
-from .imbalance import foreground_iou, pixel_accuracy, predict_classes, train_tiny
+from .imbalance import (
+    foreground_iou,
+    overfit_batch,
+    pixel_accuracy,
+    predict_classes,
+    train_tiny,
+)
+from .seams import SeamRun, predict_averaged, seam_distance, tiled_seams
 from .separation import (
     CellSplit,
     SeparationScore,
@@ -32,15 +42,20 @@ from .separation import (
     touching_split,
     train_separation_net,
 )
+from .skips import SKIP_MODES, SkipUNet, compare_skips
 from .training import LESSON06, RunResult, Split, em_split, otsu_scores, train_and_score
 
 __all__ = ["Split", "em_split", "otsu_scores", "RunResult", "train_and_score", "LESSON06",
            "torch_threads",
+           # lesson 02
+           "SKIP_MODES", "SkipUNet", "compare_skips",
+           # lesson 03
+           "SeamRun", "predict_averaged", "seam_distance", "tiled_seams",
            # lesson 04
            "TileScore", "DeformationRun", "train_tile_net", "tile_pixel_error",
-           "compare_deformation",
+           "compare_deformation", "lesson04_arms",
            # lesson 05
            "CellSplit", "touching_split", "separation_weights", "train_separation_net",
            "separated_cells", "SeparationScore", "compare_weightings",
-           # lesson 07
-           "predict_classes", "pixel_accuracy", "foreground_iou", "train_tiny"]
+           # lesson 08
+           "predict_classes", "pixel_accuracy", "foreground_iou", "train_tiny", "overfit_batch"]

@@ -1,4 +1,4 @@
-"""Lesson 07's experiment: all-black predictions from class imbalance, and why accuracy hides them.
+"""Lesson 08's experiments: all-black predictions from class imbalance; overfitting one batch.
 
 A tiny padded U-Net trained with plain cross-entropy on 3 % foreground first learns to call
 every pixel background, with a pixel accuracy near 97 %; the foreground IoU shows it, and class
@@ -47,11 +47,11 @@ def train_tiny(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tenso
                test_y: torch.Tensor, class_weight: torch.Tensor | None = None, steps: int = 100,
                seed: int = 0, *, batch_size: int = 8, lr: float = 3e-3, eval_every: int = 10,
                device=None) -> tuple[UNet, np.ndarray]:
-    """Lesson 07's tiny padded U-Net (depth 2, 8 base channels, no dropout), trained with Adam.
+    """Lesson 08's tiny padded U-Net (depth 2, 8 base channels, no dropout), trained with Adam.
 
     The loss is ``nn.CrossEntropyLoss(weight=class_weight)``. With ``class_weight=None`` every
     pixel counts the same, so on data with 3 % foreground, calling everything background is the
-    first thing the net learns: the pitfall of lesson 07. ``seed`` sets the initial weights and
+    first thing the net learns: the pitfall of lesson 08. ``seed`` sets the initial weights and
     the batches (``batch_size`` images drawn at random each step). Every ``eval_every`` steps
     the net is scored on the test images; returns the net (in training mode) and the curve, an
     array of rows (step, pixel accuracy, foreground IoU, fraction of pixels called foreground).
@@ -74,3 +74,26 @@ def train_tiny(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tenso
             curve.append((step, pixel_accuracy(pred, test_y), foreground_iou(pred, test_y),
                           (pred == 1).float().mean().item()))
     return net, np.array(curve)
+
+
+def overfit_batch(net: nn.Module, images: torch.Tensor, masks: torch.Tensor, steps: int = 200,
+                  lr: float = 3e-3, optimizer: torch.optim.Optimizer | None = None) -> np.ndarray:
+    """Lesson 08's habit: train on one fixed batch, ``steps`` times; returns the loss per step.
+
+    ``images`` (N, C, H, W) and ``masks`` (N, H, W) are one small batch. A correct model, loss
+    and optimiser fit a handful of images almost perfectly, so a net that cannot is broken
+    somewhere, whatever the rest of the loop does. ``optimizer`` defaults to Adam over
+    ``net``'s parameters; pass another to reproduce the bug of an optimiser that holds the
+    parameters of a different model (the loss then never moves).
+    """
+    optimizer = optimizer if optimizer is not None else torch.optim.Adam(net.parameters(), lr=lr)
+    loss_fn = nn.CrossEntropyLoss()
+    net.train()
+    losses = []
+    for _ in range(steps):
+        loss = loss_fn(net(images), masks)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return np.array(losses)

@@ -29,7 +29,7 @@ __all__ = ["FeatureMap", "draw_unet", "unet_feature_maps"]  # the first and last
 
 # ----------------------------------------------------------------------------- layout
 # Font sizes (pt): channel counts above the boxes, rotated sizes beside them, legend and captions.
-_FS_CHANNELS, _FS_SIZE, _FS_LEGEND = 10.0, 8.5, 10.5
+_FS_CHANNELS, _FS_SIZE, _FS_LEGEND = 11.0, 10.5, 12.0  # >= 9 px in an 800-px column
 _COLUMN_GAP = 22.0   # between neighbouring boxes of a row: room for a size label and an arrow
 _ROW_GAP = 32.0      # between rows: a channel label and a vertical arrow
 _TOP_HEIGHT = 132.0  # box height of the largest map
@@ -57,8 +57,8 @@ _COLORS = {
 
 
 def _text_length(text: str, fontsize: float) -> float:
-    """Approximate length in points of ``text`` in DejaVu Sans (digits 0.64 em, × 0.84 em)."""
-    return fontsize * sum(0.84 if ch == "×" else 0.64 for ch in text)
+    """Approximate length in points of ``text`` in DejaVu Sans (digits 0.64 em, × and + 0.84)."""
+    return fontsize * sum(0.84 if ch in "×+" else 0.64 for ch in text)
 
 
 def _box_width(channels: int, most: int) -> float:
@@ -153,6 +153,11 @@ def _place_boxes(maps: list[FeatureMap], biggest: int, y: list[float]) -> list[_
             left = boxes[-1].left + boxes[-1].width / 2 - w / 2
         else:
             left = boxes[-1].left + boxes[-1].width + _COLUMN_GAP
+            if boxes[-1].fmap.kind == "upconv":  # after a pair labelled "128+128": keep clear
+                crop, up = boxes[-2], boxes[-1]
+                labels = (f"{crop.fmap.channels}+{up.fmap.channels}", str(m.channels))
+                half = sum(_text_length(t, _FS_CHANNELS) for t in labels) / 2
+                left = max(left, crop.left + (crop.width + up.width) / 2 + half + 4 - w / 2)
         if m.kind == "upconv":
             w_crop = w_total - w
             boxes.append(_Box(pending_crop, left - w_crop, w_crop, h, y[m.level]))

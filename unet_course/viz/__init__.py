@@ -4,7 +4,8 @@
                                     model: :class:`FeatureMap`, :func:`unet_feature_maps`,
                                     :func:`draw_unet`;
 * :mod:`unet_course.plots`          results: :func:`error_overlay`, :func:`plot_history`,
-                                    :func:`label_colors`;
+                                    :func:`label_colors`; :func:`book_style`, legible text at
+                                    the book's column width;
 * :mod:`unet_course.visdom_logger`  live curves during training: :class:`VisdomLogger`
                                     (a :func:`unet_course.train.fit` callback, not a figure; it
                                     is re-exported here because lessons import it from here).
@@ -13,12 +14,14 @@
 from __future__ import annotations
 
 from .diagram import FeatureMap, draw_unet, unet_feature_maps
-from .plots import error_overlay, label_colors, plot_history
+from .plots import BOOK_FONT_SIZES, book_style, error_overlay, label_colors, plot_history
 from .visdom_logger import VisdomLogger
 
 __all__ = [
+    "BOOK_FONT_SIZES",
     "FeatureMap",
     "VisdomLogger",
+    "book_style",
     "draw_unet",
     "error_overlay",
     "label_colors",

@@ -29,7 +29,7 @@ __all__ = ["FeatureMap", "draw_unet", "unet_feature_maps"]  # the first and last
 
 # ----------------------------------------------------------------------------- layout
 # Font sizes (pt): channel counts above the boxes, rotated sizes beside them, legend and captions.
-_FS_CHANNELS, _FS_SIZE, _FS_LEGEND = 11.0, 10.5, 12.0  # >= 9 px in an 800-px column
+_FS_CHANNELS, _FS_SIZE, _FS_LEGEND = 13.0, 12.5, 14.0  # ~10 px in a 680-px column
 _COLUMN_GAP = 22.0   # between neighbouring boxes of a row: room for a size label and an arrow
 _ROW_GAP = 32.0      # between rows: a channel label and a vertical arrow
 _TOP_HEIGHT = 132.0  # box height of the largest map

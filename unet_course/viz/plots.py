@@ -88,3 +88,20 @@ def plot_history(history, ax=None, smooth: int = 10):
     else:
         ax.legend(loc="upper right")
     return ax
+
+
+#: Text sizes (points) for figures shown at the book's column width. A figure is drawn W inches
+#: wide and shrunk to the column, about 680 px, so its text appears at size * 680 / (72 * W)
+#: pixels: at matplotlib's default 10 pt an 11-inch figure's labels come out at 8.5 px, half the
+#: body text. 12 pt keeps figures up to 11 inches at 10 px or more.
+BOOK_FONT_SIZES = {"font.size": 12.0, "axes.titlesize": 13.0, "axes.labelsize": 12.0,
+                   "legend.fontsize": 11.0, "figure.titlesize": 14.0}
+
+
+def book_style() -> None:
+    """Set matplotlib's text sizes so that the lessons' figures stay legible in the book.
+
+    Changes only :data:`BOOK_FONT_SIZES` in ``matplotlib.rcParams``, for the running session;
+    call it once after importing pyplot. Figures made before the call keep their sizes.
+    """
+    plt.rcParams.update(BOOK_FONT_SIZES)

@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("checks and settings", {"validation", "settings", "timing", "_manifests"}),
     ("sizes and pixels", {"geometry", "mirror", "postprocess", "_imagefile"}),
     ("the paper's parts", {"model", "weights", "losses", "metrics", "baseline", "imageio",
-                           "maskio"}),
+                           "maskio", "variants"}),
     ("images and data", {"memory", "tiling", "predict", "augment", "data"}),
     ("training", {"steps", "checkpoint", "fit_checks", "train", "presets", "folders"}),
     ("for lessons and users", {"debug", "viz", "experiments", "__main__", "_cli_errors",

@@ -58,13 +58,17 @@ class DoubleConv(nn.Sequential):
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, padding: Padding = "valid", batch_norm: bool = False
+        self, in_channels: int, out_channels: int, padding: Padding = "valid", batch_norm: bool = False,
+        bias: bool | None = None,
     ):
         pad = 0 if padding == "valid" else 1
+        # With batch norm the conv bias is redundant: the norm's shift replaces it. ``bias=True``
+        # keeps it anyway, as the widely copied reference implementations of the successors do
+        # (unet_course.variants, whose parameter counts match theirs).
+        bias = not batch_norm if bias is None else bool(bias)
         layers: list[nn.Module] = []
         for c_in in (in_channels, out_channels):
-            # With batch norm the conv bias is redundant: the norm's shift replaces it.
-            layers.append(nn.Conv2d(c_in, out_channels, 3, padding=pad, bias=not batch_norm))
+            layers.append(nn.Conv2d(c_in, out_channels, 3, padding=pad, bias=bias))
             if batch_norm:
                 layers.append(nn.BatchNorm2d(out_channels))
             layers.append(nn.ReLU(inplace=True))

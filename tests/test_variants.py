@@ -1,0 +1,93 @@
+"""U-Net's successors: the reference implementations' parameter counts, shapes, sizes, tiling."""
+
+import pytest
+import torch
+
+from unet_course.debug import check_unet
+from unet_course.predict import predict_tiled
+from unet_course.variants import (
+    AttentionUNet,
+    NestedUNet,
+    R2AttUNet,
+    R2UNet,
+    ReferenceUNet,
+)
+
+
+def count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_parameter_counts_equal_the_reference_implementations():
+    # 3 input channels, 1 output channel, widths 64..1024, batch norm, nearest x2 + 3x3 conv
+    assert count(ReferenceUNet()) == 34_527_041
+    assert count(AttentionUNet()) == 34_878_573
+    assert count(R2UNet()) == 39_091_393 == count(R2UNet(t=3))  # t shares the weights
+    assert count(R2AttUNet()) == 39_442_925
+    # UNet++: widths 32..512 (64..1024 for the last), batch norm, bilinear upsampling
+    assert count(NestedUNet()) == 9_163_329
+    assert count(NestedUNet(deep_supervision=True)) == 9_163_428
+    assert count(NestedUNet(base_channels=64)) == 36_629_633
+
+
+SMALL = dict(in_channels=1, num_classes=2, depth=2, base_channels=4)
+VARIANTS = [ReferenceUNet, AttentionUNet, R2UNet, R2AttUNet, NestedUNet]
+
+
+@pytest.mark.parametrize("cls", VARIANTS, ids=lambda c: c.__name__)
+def test_each_variant_passes_the_course_checks(cls):
+    report = check_unet(lambda: cls(**SMALL), sizes=(32, 48, (32, 64)), depth=2,
+                        padding="same", expected_parameters=None)
+    assert report.ok, report
+
+
+@pytest.mark.parametrize("cls", VARIANTS, ids=lambda c: c.__name__)
+def test_a_size_off_the_grid_gets_the_course_message_not_a_cat_mismatch(cls):
+    with pytest.raises(ValueError, match="multiple of 2\\*\\*depth = 4"):
+        cls(**SMALL)(torch.rand(1, 1, 30, 32))
+    with pytest.raises(ValueError, match="1 input channel"):
+        cls(**SMALL)(torch.rand(1, 3, 32, 32))
+
+
+@pytest.mark.parametrize("cls", VARIANTS, ids=lambda c: c.__name__)
+def test_predict_tiled_equals_one_pass_over_the_mirror_padded_image(cls):
+    from unet_course.mirror import mirror_pad
+
+    torch.manual_seed(0)
+    net = cls(**SMALL).eval()
+    image = torch.rand(1, 40, 56)
+    halo = net.geometry.default_halo
+    tiled = predict_tiled(net, image, tile_size=16 + 2 * halo)
+    big = [net.valid_input_size(n + 2 * halo) for n in image.shape[-2:]]
+    padded = mirror_pad(image, (halo, big[0] - 40 - halo, halo, big[1] - 56 - halo))
+    with torch.no_grad():
+        whole = net(padded[None])[0][:, halo:halo + 40, halo:halo + 56]
+    # UNet++'s bilinear upsampling with align_corners=True (the reference's) samples at
+    # positions that depend on the map's size, so it is not shift-equivariant and tiles can
+    # only come close (seen: 5e-5); the others are exact up to float rounding
+    tolerance = 1e-3 if cls is NestedUNet else 1e-5
+    assert (tiled - whole).abs().max() <= tolerance
+
+
+def test_attention_coefficients_are_kept_per_level_in_zero_one():
+    net = AttentionUNet(**SMALL).eval()
+    with torch.no_grad():
+        net(torch.rand(2, 1, 32, 32))
+    maps = net.attention
+    assert [tuple(m.shape) for m in maps] == [(2, 1, 32, 32), (2, 1, 16, 16)]
+    assert all(0 <= m.min() and m.max() <= 1 for m in maps)
+    assert ReferenceUNet(**SMALL).attention == []
+
+
+def test_nested_unet_prunes_with_deep_supervision_and_says_when_it_cannot():
+    net = NestedUNet(**SMALL, deep_supervision=True).eval()
+    x = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        outputs = net.forward_all(x)
+        assert len(outputs) == 2 and all(o.shape == (1, 2, 32, 32) for o in outputs)
+        net.prune = 1
+        assert torch.allclose(net(x), outputs[0])  # the pruned net is the first head's
+    plain = NestedUNet(**SMALL)
+    plain.prune = 1
+    with pytest.raises(ValueError, match="deep_supervision"):
+        plain(x)

@@ -145,3 +145,14 @@ def test_predict_options_checked(args, message, checkpoint, tmp_path, capsys):
         args += ["--out", str(tmp_path / "m.png")]
     rc = main(["predict", str(tmp_path / "ok.png"), "--checkpoint", str(checkpoint), *args])
     assert rc == 2 and message in capsys.readouterr().err
+
+
+def test_plan_prints_nnunets_configuration_and_refuses_bad_shapes(capsys):
+    assert main(["plan", "--shape", "584", "565"]) == 0
+    out = capsys.readouterr().out
+    assert "640 x 640" in out and "(7, 7)" in out
+    assert main(["plan", "--shape", "256", "200", "--spacing", "1", "3", "--cases", "10"]) == 0
+    assert "256 x 224" in capsys.readouterr().out
+    assert main(["plan", "--shape", "256", "-3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "median_shape" in err[0]

@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("the paper's parts", {"model", "weights", "losses", "metrics", "baseline", "imageio",
                            "maskio", "variants"}),
     ("images and data", {"memory", "tiling", "predict", "augment", "data"}),
-    ("training", {"steps", "checkpoint", "fit_checks", "train", "presets", "folders"}),
+    ("training", {"steps", "checkpoint", "fit_checks", "train", "presets", "folders", "plan"}),
     ("for lessons and users", {"debug", "viz", "experiments", "__main__", "_cli_errors",
                                "__init__"}),
 ]

@@ -1,4 +1,4 @@
-"""The training claims of lessons 04, 05 and 07, rerun at several seeds and at 1 and 2 threads.
+"""The training claims of the lessons (02 to 11), rerun at several seeds and at 1 and 2 threads.
 
 Float results differ between processors and thread counts, so a claim that held in the one run
 stored in a notebook proves little. Each test reruns one lesson's experiment from
@@ -18,10 +18,13 @@ from unet_course import UNet, seed_everything
 from unet_course.data import synthetic_em
 from unet_course.debug import toy_blobs
 from unet_course.experiments import (
+    LESSON10,
     compare_deformation,
     compare_skips,
+    compare_successors,
     compare_weightings,
     foreground_iou,
+    lesson10_splits,
     overfit_batch,
     predict_classes,
     seam_distance,
@@ -177,3 +180,76 @@ def test_lesson08_one_batch_is_learnt_by_heart_and_a_stale_optimiser_never_moves
     # section 10: the notebook asserts loss < 0.05 and IoU > 0.9; seen: < 0.003 and 1.0
     assert good[-1] < 0.05 and iou > 0.9
     assert broken.max() == broken.min()
+
+
+# ------------------------------------------------------------------ lesson 10, the successors
+@pytest.fixture(scope="module")
+def lesson10():
+    from unet_course.data import ISBI2012
+
+    try:
+        isbi = ISBI2012()
+    except (FileNotFoundError, ValueError) as err:
+        pytest.skip(f"ISBI 2012 is not in the data folder (run `make data`): {err}")
+    return lesson10_splits(isbi.images, isbi.masks)
+
+
+@runs
+@seeds
+def test_lesson10_plain_attention_and_unetpp_segment_synthetic_em_and_learn_isbi(lesson10, seed,
+                                                                               threads):
+    # the claim is about these three; the R2 nets' evaluation-mode error varies too much to
+    # bound (the notebook shows why), and leaving them out keeps the six runs short
+    steady = ["U-Net", "Attention U-Net", "UNet++"]
+    errors = {}
+    with torch_threads(threads):
+        for data, split in lesson10.items():
+            result = compare_successors(*split, seed=seed, names=steady, **LESSON10["quick"])
+            errors[data] = {name: run.pixel_error for name, run in result.items()}
+    all_cell = {data: float(1 - np.mean(split[3])) for data, split in lesson10.items()}
+    print(f"\n10 seed {seed} threads {threads}: held-out pixel error " + " | ".join(
+        f"{data}: " + ", ".join(f"{n} {e:.4f}" for n, e in errs.items())
+        + f" (all cell {all_cell[data]:.4f})" for data, errs in errors.items()))
+    # the notebook's claims (seen at seeds 0-2, 1 and 2 threads: synthetic 0.021-0.053
+    # against all cell 0.206, bound 0.103; ISBI best of the three 0.120-0.154 against all
+    # cell 0.239, bound 0.189)
+    assert max(errors["synthetic EM"].values()) < 0.5 * all_cell["synthetic EM"]
+    assert min(errors["ISBI 2012"].values()) < all_cell["ISBI 2012"] - 0.05
+
+
+# ------------------------------------------------------------------ lesson 11, planned recipe
+@pytest.fixture(scope="module")
+def lesson11():
+    from unet_course.data import ISBI2012
+    from unet_course.experiments import Split, anisotropic_split, cpu_plan
+
+    try:
+        isbi = ISBI2012()
+    except (FileNotFoundError, ValueError) as err:
+        pytest.skip(f"ISBI 2012 is not in the data folder (run `make data`): {err}")
+    images = np.stack(isbi.images).astype(np.float32)
+    masks = np.stack(isbi.masks).astype(np.int64)
+    isbi_split = Split(images[:4], masks[:4], None, images[-2:], masks[-2:])
+    aniso, spacing = anisotropic_split()
+    return {"ISBI 2012": (isbi_split, cpu_plan(isbi_split, (4.0, 4.0))[1], 6e6),
+            "anisotropic": (aniso, cpu_plan(aniso, spacing)[1], 4e6)}
+
+
+@runs
+@seeds
+def test_lesson11_the_planned_recipe_beats_otsu_on_real_and_anisotropic_slices(lesson11, seed,
+                                                                               threads):
+    from unet_course.experiments import otsu_scores, train_planned
+
+    for name, (split, plan, pixels) in lesson11.items():
+        steps = int(pixels) // (plan.batch_size * int(np.prod(plan.patch_size)))
+        with torch_threads(threads):
+            scores = train_planned(plan, split, steps, seed).scores
+        otsu = otsu_scores(split.test_images, split.test_masks)
+        print(f"\n11 {name} seed {seed} threads {threads}: pixel error "
+              f"{scores['pixel_error']:.4f} (Otsu {otsu['pixel_error']:.4f}), Rand error "
+              f"{scores['rand_error']:.4f} (Otsu {otsu['rand_error']:.4f})")
+        # the notebook's claims, with its margins
+        assert scores["pixel_error"] < 0.8 * otsu["pixel_error"]
+        if name == "ISBI 2012":
+            assert scores["rand_error"] < 0.85 * otsu["rand_error"]

@@ -91,3 +91,33 @@ def test_nested_unet_prunes_with_deep_supervision_and_says_when_it_cannot():
     plain.prune = 1
     with pytest.raises(ValueError, match="deep_supervision"):
         plain(x)
+
+
+@pytest.mark.parametrize("cls", VARIANTS, ids=lambda c: c.__name__)
+def test_fit_trains_each_variant_and_its_checkpoint_rebuilds_it(cls, tmp_path):
+    from unet_course import fit, load_model
+    from unet_course.data import TileDataset, synthetic_em
+
+    images, masks, _ = synthetic_em(2, size=64, seed=0)
+    torch.manual_seed(0)
+    model = cls(**SMALL)
+    data = TileDataset(list(images), list(masks), 32, 32, length=4, seed=0)
+    history = fit(model, data, steps=4, batch_size=2, progress=False, checkpoint_dir=tmp_path)
+    assert len(history.loss) == 4 and all(torch.isfinite(torch.tensor(history.loss)))
+    rebuilt = load_model(tmp_path / "last.pt")
+    assert type(rebuilt) is cls
+    x = torch.rand(1, 1, 32, 32)
+    assert torch.equal(model.eval()(x), rebuilt(x))
+
+
+def test_deep_supervision_trains_every_head():
+    from unet_course.steps import batch_loss
+
+    model = NestedUNet(**SMALL, deep_supervision=True)
+    x, y = torch.rand(2, 1, 32, 32), torch.randint(0, 2, (2, 32, 32))
+    batch_loss(model, x, y, None).backward()
+    for column, head in model.heads.items():  # every head takes part in the loss
+        assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0, column
+    plain = NestedUNet(**SMALL)
+    batch_loss(plain, x, y, None).backward()
+    assert list(plain.heads) == ["2"]

@@ -246,6 +246,13 @@ def _download(args: argparse.Namespace) -> None:
     print(f"{data}: every file present and verified")
 
 
+def _plan(args: argparse.Namespace) -> None:
+    from .plan import plan_2d
+
+    print(plan_2d(args.shape, args.spacing, n_cases=args.cases, num_classes=args.classes,
+                  gpu_memory_gb=args.gpu_memory).summary())
+
+
 # --------------------------------------------------------------------------- the parser
 _DEVICE_HELP = ("cpu, cuda, cuda:N or mps (default: $UNET_COURSE_DEVICE if set, else cuda if "
                 "present, else cpu)")
@@ -350,11 +357,26 @@ def _add_download(sub) -> None:
     download.set_defaults(func=_download)
 
 
+def _add_plan(sub) -> None:
+    plan = sub.add_parser("plan", help="nnU-Net's 2-D configuration for images of a median shape",
+                          description="Apply nnU-Net's planning rules (lesson 11) and print the "
+                                      "patch size, poolings, kernels, widths and batch size.")
+    plan.add_argument("--shape", type=float, nargs=2, required=True, metavar=("H", "W"),
+                      help="median image shape in pixels")
+    plan.add_argument("--spacing", type=float, nargs=2, default=(1.0, 1.0), metavar=("DY", "DX"),
+                      help="pixel spacing along y and x, any unit (default 1 1)")
+    plan.add_argument("--cases", type=int, default=None,
+                      help="images in the data set: caps a batch at 5%% of their pixels")
+    plan.add_argument("--classes", type=int, default=2, help="classes, background included")
+    plan.add_argument("--gpu-memory", type=float, default=8.0, help="GB (default 8, nnU-Net's)")
+    plan.set_defaults(func=_plan)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m unet_course",
                                      description="The U-Net course's command line.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_draw, _add_train, _add_predict, _add_download):
+    for add in (_add_draw, _add_train, _add_predict, _add_download, _add_plan):
         add(sub)
     return parser
 

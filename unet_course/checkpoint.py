@@ -271,16 +271,25 @@ def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
     return model
 
 
-def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> UNet:
-    """Rebuild the :class:`UNet` stored in a checkpoint, in eval mode."""
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the network stored in a checkpoint, in eval mode.
+
+    A :class:`UNet` or any class of :data:`unet_course.variants.VARIANTS` (the successors and
+    nnU-Net's planned net), rebuilt from the stored ``config``.
+    """
+    from .variants import VARIANTS  # variants builds on model; import it only when needed
+
     ckpt = load_checkpoint(path, map_location)
-    if ckpt["model_class"] != "UNet":
-        raise CheckpointError(f"{path} holds a {ckpt['model_class']}, not a UNet: build that class "
-                              "yourself and load ckpt['state_dict'] into it")
+    classes = {"UNet": UNet, **VARIANTS}
+    name = ckpt["model_class"]
+    if name not in classes:
+        raise CheckpointError(f"{path} holds a {name}, which is not one of the course's networks "
+                              f"({', '.join(classes)}): build that class yourself and load "
+                              "ckpt['state_dict'] into it")
     try:
-        model = UNet(**ckpt["config"])
+        model = classes[name](**ckpt["config"])
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"the config stored in {path} does not build a UNet ({exc}); the "
+        raise CheckpointError(f"the config stored in {path} does not build a {name} ({exc}); the "
                               "checkpoint is damaged or from another version: "
                               f"{ckpt['config']}") from exc
     load_weights(model, ckpt["state_dict"], f"{path} (config {ckpt['config']})")

@@ -12,14 +12,14 @@ from typing import Any
 
 from torch import nn
 
-from .steps import LR_SCHEDULES, OPTIMIZERS
+from .steps import LOSSES, LR_SCHEDULES, OPTIMIZERS
 from .validation import finite_number, positive_int
 
 __all__ = ["check_fit_arguments"]
 
 
 def check_fit_arguments(model, train_data, val_data, *, steps, optimizer, lr, momentum,
-                         weight_decay, batch_size, warmup, grad_clip, lr_schedule, time_budget,
+                         weight_decay, batch_size, nesterov=False, loss="ce", warmup, grad_clip, lr_schedule, time_budget,
                          seed, log_every, val_every, callbacks, checkpoint_dir,
                          checkpoint_every) -> None:
     """Raise TypeError or ValueError for an argument of ``fit`` that would fail later or do nothing.
@@ -43,6 +43,12 @@ def check_fit_arguments(model, train_data, val_data, *, steps, optimizer, lr, mo
     if lr is not None:
         finite_number(lr, "lr", 0.0, strict=True)
     finite_number(momentum, "momentum", 0.0, 1.0)
+    if nesterov and (optimizer != "sgd" or momentum == 0):
+        raise ValueError("nesterov=True needs optimizer='sgd' with momentum > 0 "
+                         f"(got optimizer={optimizer!r}, momentum={momentum})")
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be 'ce' (the paper's, weighted by the items' weight maps) "
+                         f"or 'dice_ce' (nnU-Net's), got {loss!r}")
     finite_number(weight_decay, "weight_decay", 0.0)
     positive_int(warmup, "warmup", minimum=0)  # a number of steps
     if grad_clip is not None:

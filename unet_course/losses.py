@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from .validation import finite_number
 
-__all__ = ["soft_dice_loss", "weighted_cross_entropy"]
+__all__ = ["dice_ce_loss", "soft_dice_loss", "weighted_cross_entropy"]
 
 _REDUCTIONS = ("mean", "sum", "weighted_mean", "none")
 
@@ -154,6 +154,7 @@ def soft_dice_loss(
     smooth: float = 1e-5,
     include_background: bool = True,
     reduction: str = "mean",
+    batch_dice: bool = False,
 ) -> torch.Tensor:
     """Soft Dice loss: one minus the Dice overlap of the soft-max probabilities and the target.
 
@@ -171,6 +172,9 @@ def soft_dice_loss(
             prediction and the target scores 1 rather than 0/0; a finite number > 0.
         include_background: if False, class 0 is left out of the average.
         reduction: ``"mean"`` (of 1 - dice over images and classes) or ``"none"`` ((N, K)).
+        batch_dice: sum over the whole batch before dividing, one Dice per class (nnU-Net's
+            choice in 2-D: a patch without a class then does not score 0 or 1 on its own);
+            with ``reduction="none"`` the result is (1, K).
 
     Returns:
         a scalar in [0, 1], or (N, K) for ``reduction="none"``.
@@ -187,7 +191,25 @@ def soft_dice_loss(
     onehot = F.one_hot(target, num_classes).permute(0, 3, 1, 2).to(probs.dtype)
     if not include_background:
         probs, onehot = probs[:, 1:], onehot[:, 1:]
-    inter = (probs * onehot).sum(dim=(2, 3))
-    denom = probs.sum(dim=(2, 3)) + onehot.sum(dim=(2, 3))
+    axes = (0, 2, 3) if batch_dice else (2, 3)
+    inter = (probs * onehot).sum(dim=axes, keepdim=batch_dice).flatten(1)
+    denom = (probs.sum(dim=axes, keepdim=batch_dice)
+             + onehot.sum(dim=axes, keepdim=batch_dice)).flatten(1)
     loss = 1.0 - (2.0 * inter + smooth) / (denom + smooth)
     return loss if reduction == "none" else loss.mean()
+
+
+def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor,
+                 weight_map: torch.Tensor | None = None) -> torch.Tensor:
+    """nnU-Net's loss: soft Dice (batch Dice, background left out) + cross-entropy, 1:1.
+
+    (N, C, H, W) logits, (N, H, W) int64 target; a (N, H, W) ``weight_map`` weights the
+    cross-entropy term (the paper's map), the Dice term is unweighted. nnU-Net adds the
+    negative Dice (the loss goes below 0); 1 - Dice here has the same gradient and stays >= 0.
+    """
+    if weight_map is None:
+        _check_logits_target(logits, target, "dice_ce_loss")
+        ce = F.cross_entropy(logits, target)
+    else:
+        ce = weighted_cross_entropy(logits, target, weight_map)
+    return ce + soft_dice_loss(logits, target, include_background=False, batch_dice=True)

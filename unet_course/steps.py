@@ -3,7 +3,8 @@
 * :class:`EpochSampler`: which dataset items, without replacement, in a seeded order;
 * :func:`unpack_item` and :func:`stack_batch`: dataset items to (N, C, H, W) tensors;
 * :func:`make_optimizer`: the paper's SGD with momentum 0.99, or Adam;
-* :func:`lr_factor`: the multiplier of the base learning rate (linear warm-up, poly decay).
+* :func:`lr_factor`: the multiplier of the base learning rate (linear warm-up, poly decay);
+* :func:`batch_loss`: the loss of one batch, over every head of a deeply supervised net.
 """
 
 from __future__ import annotations
@@ -12,13 +13,20 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
-__all__ = ["EpochSampler", "OPTIMIZERS", "LR_SCHEDULES", "lr_factor", "make_optimizer",
+from .losses import dice_ce_loss, weighted_cross_entropy
+
+__all__ = ["EpochSampler", "LOSSES", "OPTIMIZERS", "LR_SCHEDULES", "batch_loss", "lr_factor",
+           "make_optimizer",
            "stack_batch", "unpack_item"]
 
 #: The optimisers :func:`make_optimizer` builds, by name, and the schedules of :func:`lr_factor`.
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("constant", "poly")
+#: The losses of :func:`batch_loss`: the paper's (weighted) cross-entropy, nnU-Net's Dice + CE.
+LOSSES = ("ce", "dice_ce")
 
 
 class EpochSampler:
@@ -78,11 +86,13 @@ def stack_batch(items: list[tuple], device: torch.device, channels_last: bool = 
     return images, targets, weights
 
 
-def make_optimizer(name: str, params, lr: float | None, momentum: float, weight_decay: float):
-    """``"sgd"`` (default lr 0.01, the paper's momentum) or ``"adam"`` (default lr 1e-3)."""
+def make_optimizer(name: str, params, lr: float | None, momentum: float, weight_decay: float,
+                   nesterov: bool = False):
+    """``"sgd"`` (default lr 0.01, the paper's momentum; ``nesterov`` as nnU-Net) or ``"adam"``
+    (default lr 1e-3)."""
     if name == "sgd":
         return torch.optim.SGD(params, lr=0.01 if lr is None else lr, momentum=momentum,
-                               weight_decay=weight_decay)
+                               weight_decay=weight_decay, nesterov=nesterov)
     if name == "adam":
         return torch.optim.Adam(params, lr=1e-3 if lr is None else lr, weight_decay=weight_decay)
     raise ValueError(f"optimizer must be 'sgd' (the paper: momentum 0.99) or 'adam', got {name!r}")
@@ -100,3 +110,34 @@ def lr_factor(step: int, warmup: int, schedule: str, progress: float) -> float:
     if schedule == "poly":
         factor *= max(0.0, 1.0 - progress) ** 0.9
     return factor
+
+
+def batch_loss(model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
+               weights: torch.Tensor | None, loss: str = "ce") -> torch.Tensor:
+    """The training loss of one batch: (N, C, H, W) images, (N, h, w) targets, weights or None.
+
+    ``"ce"``: the paper's weighted cross-entropy with weight maps, plain cross-entropy
+    without; ``"dice_ce"``: nnU-Net's Dice + cross-entropy. A net trained with deep
+    supervision (``model.deep_supervision`` true and a ``forward_all`` method, as
+    :class:`~unet_course.variants.NestedUNet` and ``PlainConvUNet``) gets the weighted sum
+    over all its heads (``model.deep_supervision_weights``); a head coarser than the target
+    is scored against the target (and weight map) subsampled to its size, as nnU-Net does.
+    """
+    if getattr(model, "deep_supervision", False) and hasattr(model, "forward_all"):
+        outputs = model.forward_all(images)
+        pairs = zip(outputs, model.deep_supervision_weights)
+        return sum(w * _one_loss(out.float(), targets, weights, loss) for out, w in pairs if w)
+    return _one_loss(model(images).float(), targets, weights, loss)
+
+
+def _one_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None,
+              loss: str) -> torch.Tensor:
+    if logits.shape[-2:] != targets.shape[-2:]:  # a coarser head: nearest subsampling
+        sy, sx = targets.shape[-2] // logits.shape[-2], targets.shape[-1] // logits.shape[-1]
+        targets = targets[..., sy // 2::sy, sx // 2::sx]
+        weights = None if weights is None else weights[..., sy // 2::sy, sx // 2::sx]
+    if loss == "dice_ce":
+        return dice_ce_loss(logits, targets, weights)
+    if weights is not None:
+        return weighted_cross_entropy(logits, targets, weights)
+    return F.cross_entropy(logits, targets)

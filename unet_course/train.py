@@ -36,7 +36,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
@@ -51,10 +50,9 @@ from .checkpoint import (  # checkpoints moved there; still importable from here
     save_checkpoint,
 )
 from .fit_checks import check_fit_arguments
-from .losses import weighted_cross_entropy
 from .metrics import dice, iou, pixel_error, rand_error
 from .predict import predict_probabilities  # its home is predict; importable here as before
-from .steps import EpochSampler, make_optimizer, stack_batch, unpack_item
+from .steps import EpochSampler, batch_loss, make_optimizer, stack_batch, unpack_item
 from .steps import lr_factor as _lr_factor  # the old private name, kept for callers
 from .validation import kept_mode
 
@@ -85,7 +83,9 @@ def fit(
     optimizer: str = "sgd",
     lr: float | None = None,
     momentum: float = 0.99,
+    nesterov: bool = False,
     weight_decay: float = 0.0,
+    loss: str = "ce",
     batch_size: int = 1,
     warmup: int = 0,
     grad_clip: float | None = None,
@@ -105,9 +105,10 @@ def fit(
 ) -> History:
     """Train ``model`` on random items of ``train_data`` for ``steps`` optimisation steps.
 
-    Paper defaults: SGD with momentum 0.99, batch 1 (one large tile), the weighted pixel-wise
-    soft-max cross-entropy when items carry a weight map (plain cross-entropy otherwise).
-    ``lr`` defaults to 0.01 for SGD and 1e-3 for Adam (``optimizer="adam"``).
+    Paper defaults: SGD with momentum 0.99, batch 1, the weighted cross-entropy when items
+    carry a weight map (plain otherwise). ``lr``: 0.01 for SGD, 1e-3 for ``"adam"``. nnU-Net
+    (:class:`unet_course.plan.TrainerPlan`) adds ``nesterov=True`` and ``loss="dice_ce"``; a
+    deeply supervised net is trained on all its heads (``batch_loss``).
 
     Items are drawn without replacement: each epoch walks a fresh permutation of
     ``train_data`` (seeded by ``seed`` and the epoch), and a dataset with ``set_epoch`` (such as
@@ -127,24 +128,24 @@ def fit(
     With ``checkpoint_dir`` the state is saved to ``last.pt`` every ``checkpoint_every``
     steps, at the end and on Ctrl-C; ``resume=path`` continues such a run exactly where it
     stopped (bit-identical on the CPU, RNG states and the learning-rate schedule included).
-    Every argument is checked before anything is built (:mod:`unet_course.fit_checks`):
-    ``val_every`` without ``val_data`` (or the reverse) and ``checkpoint_every`` without
-    ``checkpoint_dir`` are errors, not silent no-ops.
+    Every argument is checked first (:mod:`unet_course.fit_checks`); one that would do
+    nothing (``val_every`` without ``val_data``) is an error, not a silent no-op.
 
-    ``amp`` (CUDA only) runs the forward pass in float16 with a gradient scaler;
-    ``channels_last`` stores images in NHWC layout, which is faster for convolutions on
-    recent GPUs. A non-finite loss stops training with a ``FloatingPointError`` naming the
+    ``amp`` (CUDA only): float16 forward pass with a gradient scaler; ``channels_last``: NHWC
+    images, faster on recent GPUs. A non-finite loss raises ``FloatingPointError`` naming the
     step. Returns the :class:`History`.
     """
     check_fit_arguments(model, train_data, val_data, steps=steps, optimizer=optimizer, lr=lr,
-                         momentum=momentum, weight_decay=weight_decay, batch_size=batch_size,
+                         momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
+                         loss=loss, batch_size=batch_size,
                          warmup=warmup, grad_clip=grad_clip, lr_schedule=lr_schedule,
                          time_budget=time_budget, seed=seed, log_every=log_every,
                          val_every=val_every, callbacks=callbacks, checkpoint_dir=checkpoint_dir,
                          checkpoint_every=checkpoint_every)
     run = _setup(model, train_data, steps, device=device, amp=amp, channels_last=channels_last,
-                 optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                 batch_size=batch_size, grad_clip=grad_clip, checkpoint_dir=checkpoint_dir)
+                 optimizer=optimizer, lr=lr, momentum=momentum, nesterov=nesterov,
+                 weight_decay=weight_decay, loss=loss, batch_size=batch_size,
+                 grad_clip=grad_clip, checkpoint_dir=checkpoint_dir)
     torch.manual_seed(seed)
     if resume is not None:
         _resume(run, resume)
@@ -169,6 +170,7 @@ class _Run:
     channels_last: bool
     grad_clip: float | None
     momentum: float
+    loss: str
     ckpt_path: Path | None
     history: History = field(default_factory=History)
     start: int = 0  # the step a resumed run starts from
@@ -178,8 +180,9 @@ class _Run:
 
 
 def _setup(model: nn.Module, data: Any, steps: int, *, device, amp: bool, channels_last: bool,
-           optimizer: str, lr: float | None, momentum: float, weight_decay: float,
-           batch_size: int, grad_clip: float | None, checkpoint_dir) -> _Run:
+           optimizer: str, lr: float | None, momentum: float, nesterov: bool,
+           weight_decay: float, loss: str, batch_size: int, grad_clip: float | None,
+           checkpoint_dir) -> _Run:
     """Move the model to ``device`` (default: where its parameters are) and build the optimiser."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if amp and device.type != "cuda":
@@ -187,11 +190,11 @@ def _setup(model: nn.Module, data: Any, steps: int, *, device, amp: bool, channe
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    opt = make_optimizer(optimizer, model.parameters(), lr, momentum, weight_decay)
+    opt = make_optimizer(optimizer, model.parameters(), lr, momentum, weight_decay, nesterov)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     ckpt_path = Path(checkpoint_dir) / "last.pt" if checkpoint_dir is not None else None
     return _Run(model, opt, scaler, device, data, steps, batch_size, amp, channels_last,
-                grad_clip, momentum, ckpt_path)
+                grad_clip, momentum, loss, ckpt_path)
 
 
 def _resume(run: _Run, path: str | os.PathLike) -> None:
@@ -272,18 +275,14 @@ def _set_learning_rate(run: _Run, step: int, warmup: int, schedule: str, elapsed
 def _train_step(run: _Run, step: int, indices: list[int]) -> float:
     """One optimisation step on the items ``indices``; returns the loss (a Python float).
 
-    The loss is the paper's weighted cross-entropy when the items carry weight maps. A
-    non-finite loss raises ``FloatingPointError`` with ``.step`` and ``.history`` attached.
+    The loss is :func:`~unet_course.steps.batch_loss`: the paper's weighted cross-entropy when
+    the items carry weight maps (``loss="ce"``). A non-finite loss raises
+    ``FloatingPointError`` with ``.step`` and ``.history`` attached.
     """
     items = [unpack_item(run.data[i]) for i in indices]
     images, targets, weights = stack_batch(items, run.device, run.channels_last)
     with torch.autocast(run.device.type, dtype=torch.float16, enabled=run.amp):
-        logits = run.model(images)
-    logits = logits.float()
-    if weights is not None:
-        loss = weighted_cross_entropy(logits, targets, weights)
-    else:
-        loss = F.cross_entropy(logits, targets)
+        loss = batch_loss(run.model, images, targets, weights, run.loss)
     if not torch.isfinite(loss):
         err = FloatingPointError(
             f"the loss became {loss.item()} at step {step + 1}. Likely causes: a learning rate "

@@ -10,6 +10,9 @@
 * :class:`NestedUNet` (UNet++, Zhou et al. 2018): nested, dense skip pathways
   ``X[i, j] = H(cat(X[i, 0..j-1], up(X[i+1, j-1])))``, optional deep supervision (a 1x1 head
   on every ``X[0, j]``) and pruning at inference (``prune=L`` keeps the nodes with i + j <= L).
+* :class:`PlainConvUNet` (nnU-Net, Isensee et al. 2021): no new idea in the network, a plain
+  U-Net whose every size is read from a plan (:mod:`unet_course.plan`): kernel and pooling
+  sizes per stage and axis, widths, and deep supervision on every decoder resolution.
 
 All are same-padded, like the reference implementations most readers meet, and configured like
 them by default: batch norm after every convolution, convolutions with biases, and for the
@@ -21,6 +24,9 @@ PyTorch's ``torch.cat`` size mismatch deep inside the forward pass.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,8 +35,8 @@ from .geometry import UNetGeometry
 from .model import DoubleConv
 from .validation import positive_int
 
-__all__ = ["AttentionGate", "AttentionUNet", "NestedUNet", "R2AttUNet", "R2UNet",
-           "RecurrentResidualBlock", "ReferenceUNet"]
+__all__ = ["AttentionGate", "AttentionUNet", "NestedUNet", "PlainConvUNet", "R2AttUNet",
+           "R2UNet", "RecurrentResidualBlock", "ReferenceUNet", "VARIANTS"]
 
 
 def _norm(channels: int, batch_norm: bool) -> nn.Module:
@@ -140,6 +146,9 @@ class ReferenceUNet(_SameSizeNet):
                  attention: bool = False, t: int = 2):
         super().__init__()
         self._setup(in_channels, num_classes, depth, base_channels)
+        self.config = dict(in_channels=in_channels, num_classes=num_classes, depth=depth,
+                           base_channels=base_channels, batch_norm=batch_norm, block=block,
+                           attention=attention, t=t)
         if block not in ("double", "recurrent"):
             raise ValueError(f"block must be 'double' or 'recurrent', got {block!r}")
 
@@ -187,6 +196,8 @@ class AttentionUNet(ReferenceUNet):
                  base_channels: int = 64, batch_norm: bool = True):
         super().__init__(in_channels, num_classes, depth, base_channels, batch_norm,
                          attention=True)
+        self.config = dict(in_channels=in_channels, num_classes=num_classes, depth=depth,
+                           base_channels=base_channels, batch_norm=batch_norm)
 
 
 class R2UNet(ReferenceUNet):
@@ -196,6 +207,8 @@ class R2UNet(ReferenceUNet):
                  base_channels: int = 64, batch_norm: bool = True, t: int = 2):
         super().__init__(in_channels, num_classes, depth, base_channels, batch_norm,
                          block="recurrent", t=t)
+        self.config = dict(in_channels=in_channels, num_classes=num_classes, depth=depth,
+                           base_channels=base_channels, batch_norm=batch_norm, t=t)
 
 
 class R2AttUNet(ReferenceUNet):
@@ -205,6 +218,8 @@ class R2AttUNet(ReferenceUNet):
                  base_channels: int = 64, batch_norm: bool = True, t: int = 2):
         super().__init__(in_channels, num_classes, depth, base_channels, batch_norm,
                          block="recurrent", attention=True, t=t)
+        self.config = dict(in_channels=in_channels, num_classes=num_classes, depth=depth,
+                           base_channels=base_channels, batch_norm=batch_norm, t=t)
 
 
 class NestedUNet(_SameSizeNet):
@@ -222,6 +237,9 @@ class NestedUNet(_SameSizeNet):
                  deep_supervision: bool = False):
         super().__init__()
         self._setup(in_channels, num_classes, depth, base_channels)
+        self.config = dict(in_channels=in_channels, num_classes=num_classes, depth=depth,
+                           base_channels=base_channels, batch_norm=batch_norm,
+                           deep_supervision=bool(deep_supervision))
         w, self.deep_supervision, self.prune = self.widths, bool(deep_supervision), self.depth
         self.nodes = nn.ModuleDict()
         for j in range(depth + 1):
@@ -230,6 +248,8 @@ class NestedUNet(_SameSizeNet):
                 self.nodes[f"{i}_{j}"] = DoubleConv(c_in, w[i], "same", batch_norm, bias=True)
         columns = range(1, depth + 1) if self.deep_supervision else [depth]
         self.heads = nn.ModuleDict({str(j): nn.Conv2d(w[0], num_classes, 1) for j in columns})
+        # the heads' losses are averaged (Zhou et al. 2018); fit reads these weights
+        self.deep_supervision_weights = tuple(1 / len(columns) for _ in columns)
 
     def forward_all(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Logits of every head, columns 1..prune (deep supervision) or the last one only."""
@@ -253,3 +273,117 @@ class NestedUNet(_SameSizeNet):
             raise ValueError(f"no head at column {self.prune}: train with deep_supervision=True "
                              "to prune, or keep prune = depth")
         return outputs[-1]
+
+
+def _conv_norm_act(c_in: int, c_out: int, kernel: tuple[int, int], stride: tuple[int, int]):
+    """nnU-Net's unit: convolution (with bias, padded to keep the size), instance norm, leaky ReLU."""
+    padding = (kernel[0] // 2, kernel[1] // 2)
+    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel, stride, padding),
+                         nn.InstanceNorm2d(c_out, eps=1e-5, affine=True),
+                         nn.LeakyReLU(0.01, inplace=True))
+
+
+class PlainConvUNet(_SameSizeNet):
+    """nnU-Net's plain U-Net, every size read from a plan: (N, C, H, W) -> (N, K, H, W).
+
+    ``features[s]``, ``conv_kernel_sizes[s]`` ((ky, kx)) and ``pool_kernel_sizes[s]``
+    ((sy, sx), (1, 1) for stage 0) describe stage s, as :class:`unet_course.plan.Plan2D`
+    holds them. Each stage has two convolution units; the first one of stages 1.. pools with
+    its stride (nnU-Net pools by strided convolution, not max pooling). The decoder upsamples
+    with a transposed convolution of kernel = stride, concatenates (upsampled first, then the
+    copy) and applies two units. H must be a multiple of the product of the strides along y,
+    W along x. With ``deep_supervision``, :meth:`forward_all` returns a head's logits at every
+    decoder resolution, finest first, and ``deep_supervision_weights`` are nnU-Net's loss
+    weights; ``forward`` always returns the finest. Weights: He initialisation with the
+    leaky ReLU's slope, biases 0 (``InitWeights_He(1e-2)``).
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 2, *,
+                 features: Sequence[int] = (32, 64, 128, 256, 512),
+                 conv_kernel_sizes: Sequence[Sequence[int]] | None = None,
+                 pool_kernel_sizes: Sequence[Sequence[int]] | None = None,
+                 deep_supervision: bool = False):
+        super().__init__()
+        stages = len(features)
+        kernels = _pairs(conv_kernel_sizes or [(3, 3)] * stages, "conv_kernel_sizes", stages)
+        pools = _pairs(pool_kernel_sizes or [(1, 1)] + [(2, 2)] * (stages - 1),
+                       "pool_kernel_sizes", stages)
+        self._setup(in_channels, num_classes, stages - 1, int(features[0]))
+        self.widths = [positive_int(f, "features") for f in features]
+        self.divisor = (math.prod(p[0] for p in pools), math.prod(p[1] for p in pools))
+        self.config = dict(in_channels=in_channels, num_classes=num_classes,
+                           features=list(self.widths), conv_kernel_sizes=[list(k) for k in kernels],
+                           pool_kernel_sizes=[list(p) for p in pools],
+                           deep_supervision=bool(deep_supervision))
+        f = self.widths
+        self.encoder = nn.ModuleList(
+            nn.Sequential(_conv_norm_act(in_channels if s == 0 else f[s - 1], f[s], kernels[s],
+                                         pools[s]),
+                          _conv_norm_act(f[s], f[s], kernels[s], (1, 1)))
+            for s in range(stages))
+        self.up = nn.ModuleList(nn.ConvTranspose2d(f[s + 1], f[s], pools[s + 1], pools[s + 1])
+                                for s in range(stages - 1))
+        self.decoder = nn.ModuleList(
+            nn.Sequential(_conv_norm_act(2 * f[s], f[s], kernels[s], (1, 1)),
+                          _conv_norm_act(f[s], f[s], kernels[s], (1, 1)))
+            for s in range(stages - 1))
+        self.deep_supervision = bool(deep_supervision)
+        levels = range(stages - 1) if self.deep_supervision else [0]
+        self.heads = nn.ModuleDict({str(s): nn.Conv2d(f[s], num_classes, 1) for s in levels})
+        self.deep_supervision_weights = deep_supervision_weights(stages) \
+            if self.deep_supervision else (1.0,)
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.kaiming_normal_(m.weight, a=1e-2)
+                nn.init.zeros_(m.bias)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        name = type(self).__name__
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.in_channels:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"{name} expects a batch (N, {self.in_channels}, H, W), got {shape}")
+        for edge, d, axis in zip(x.shape[-2:], self.divisor, "HW"):
+            if edge % d:
+                raise ValueError(f"{name}: {axis} = {edge} is not a multiple of {d} (the "
+                                 f"product of the strides along {axis}); use "
+                                 f"{-(-edge // d) * d} or {max(d, edge // d * d)}")
+
+    def forward_all(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Logits of every head, finest resolution first (one head without deep supervision)."""
+        self._check_input(x)
+        copies = []
+        for stage in self.encoder:
+            x = stage(x)
+            copies.append(x)
+        x = copies.pop()
+        outputs = []
+        for s in reversed(range(len(self.decoder))):
+            x = self.decoder[s](torch.cat([self.up[s](x), copies[s]], dim=1))
+            if str(s) in self.heads:
+                outputs.append(self.heads[str(s)](x))
+        return outputs[::-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_all(x)[0]
+
+
+def deep_supervision_weights(stages: int) -> tuple[float, ...]:
+    """nnU-Net's loss weight of each decoder output, finest first: 1/2**i, the coarsest 0,
+    normalised to sum 1 (``stages`` resolution stages give ``stages - 1`` outputs)."""
+    w = [1 / 2**i for i in range(stages - 1)]
+    if len(w) > 1:
+        w[-1] = 0.0  # nnU-Net gives the coarsest output no weight
+    return tuple(x / sum(w) for x in w)
+
+
+def _pairs(values: Sequence[Sequence[int]], name: str, stages: int) -> list[tuple[int, int]]:
+    pairs = [tuple(int(v) for v in value) for value in values]
+    if len(pairs) != stages or any(len(p) != 2 or min(p) < 1 for p in pairs):
+        raise ValueError(f"{name} needs {stages} pairs of positive ints (one per stage), "
+                         f"got {values}")
+    return pairs
+
+
+#: Every network class a checkpoint may name, by class name (see ``checkpoint.load_model``).
+VARIANTS = {cls.__name__: cls for cls in (ReferenceUNet, AttentionUNet, R2UNet, R2AttUNet,
+                                          NestedUNet, PlainConvUNet)}

@@ -11,12 +11,17 @@ assert the same claim every time.
 * :mod:`.deformation` (lesson 04)  what augmentation adds with two training images;
 * :mod:`.separation`  (lesson 05)  the weight map that separates touching cells;
 * :mod:`.training`    (lesson 06)  the presets against Otsu's threshold on held-out slices;
-* :mod:`.imbalance`   (lesson 08)  a plain loss on an imbalanced toy task; overfitting one batch.
+* :mod:`.imbalance`   (lesson 08)  a plain loss on an imbalanced toy task; overfitting one batch;
+* :mod:`.successors`  (lesson 10)  U-Net and four successors trained by one recipe;
+* :mod:`.planning`    (lesson 11)  nnU-Net's planned configuration against the paper's.
+
+:func:`map_in_processes` runs independent runs on several cores, one torch thread each.
 
 :func:`torch_threads` (in :mod:`unet_course.timing`) is importable from here as before.
 """
 
 from ..timing import torch_threads
+from ._pool import map_in_processes
 from .deformation import (
     DeformationRun,
     TileScore,
@@ -32,6 +37,15 @@ from .imbalance import (
     predict_classes,
     train_tiny,
 )
+from .planning import (
+    CPU_PLAN,
+    PlannedRun,
+    anisotropic_split,
+    compare_plans,
+    compare_plans_on,
+    cpu_plan,
+    train_planned,
+)
 from .seams import SeamRun, predict_averaged, seam_distance, tiled_seams
 from .separation import (
     CellSplit,
@@ -43,6 +57,18 @@ from .separation import (
     train_separation_net,
 )
 from .skips import SKIP_MODES, SkipUNet, compare_skips
+from .successors import (
+    LESSON10,
+    SUCCESSORS,
+    PrunedScore,
+    SuccessorRun,
+    build_successor,
+    compare_on_splits,
+    compare_successors,
+    lesson10_splits,
+    train_pruned_unetpp,
+    train_successor,
+)
 from .training import LESSON06, RunResult, Split, em_split, otsu_scores, train_and_score
 
 __all__ = ["Split", "em_split", "otsu_scores", "RunResult", "train_and_score", "LESSON06",
@@ -58,4 +84,11 @@ __all__ = ["Split", "em_split", "otsu_scores", "RunResult", "train_and_score", "
            "CellSplit", "touching_split", "separation_weights", "train_separation_net",
            "separated_cells", "SeparationScore", "compare_weightings",
            # lesson 08
-           "predict_classes", "pixel_accuracy", "foreground_iou", "train_tiny", "overfit_batch"]
+           "predict_classes", "pixel_accuracy", "foreground_iou", "train_tiny", "overfit_batch",
+           # lesson 10
+           "SUCCESSORS", "LESSON10", "build_successor", "train_successor", "SuccessorRun",
+           "compare_successors", "compare_on_splits", "PrunedScore", "train_pruned_unetpp",
+           "lesson10_splits",
+           # lesson 11
+           "CPU_PLAN", "PlannedRun", "anisotropic_split", "cpu_plan", "train_planned",
+           "compare_plans", "compare_plans_on", "map_in_processes"]

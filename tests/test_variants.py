@@ -121,3 +121,24 @@ def test_deep_supervision_trains_every_head():
     plain = NestedUNet(**SMALL)
     batch_loss(plain, x, y, None).backward()
     assert list(plain.heads) == ["2"]
+
+
+@pytest.mark.parametrize("cls", VARIANTS, ids=lambda c: c.__name__)
+def test_trace_shapes_follows_each_variant_and_names_the_size_error(cls):
+    from unet_course.debug import trace_shapes
+
+    trace = trace_shapes(cls(**SMALL), torch.zeros(1, 1, 32, 48))
+    assert trace.error is None and len(trace.rows) > 10
+    assert trace.rows[0].outputs == ["(1, 2, 32, 48)"]  # the whole net comes first
+    failed = trace_shapes(cls(**SMALL), torch.zeros(1, 1, 30, 32))
+    assert isinstance(failed.error, ValueError) and "30" in str(failed.error)
+
+
+def test_the_planned_net_predicts_a_whole_image_tile_by_tile():
+    from unet_course.plan import plan_2d
+
+    net = plan_2d((64, 64), base_features=4, max_features=16).network().eval()
+    image = torch.rand(1, 100, 90)  # not a multiple of the net's grid: mirrored, then cropped
+    with torch.no_grad():  # approximate, not exact: instance norm sees one tile at a time
+        logits = predict_tiled(net, image)
+    assert logits.shape == (2, 100, 90) and torch.isfinite(logits).all()

@@ -183,14 +183,20 @@ def test_lesson08_one_batch_is_learnt_by_heart_and_a_stale_optimiser_never_moves
 
 
 # ------------------------------------------------------------------ lesson 10, the successors
-@pytest.fixture(scope="module")
-def lesson10():
+def isbi_or_skip():
+    """The 30 ISBI 2012 slices from the data folder (``make data``; CI places them there)."""
     from unet_course.data import ISBI2012
 
     try:
         isbi = ISBI2012()
     except (FileNotFoundError, ValueError) as err:
         pytest.skip(f"ISBI 2012 is not in the data folder (run `make data`): {err}")
+    return isbi
+
+
+@pytest.fixture(scope="module")
+def lesson10():
+    isbi = isbi_or_skip()
     return lesson10_splits(isbi.images, isbi.masks)
 
 
@@ -220,13 +226,9 @@ def test_lesson10_plain_attention_and_unetpp_segment_synthetic_em_and_learn_isbi
 # ------------------------------------------------------------------ lesson 11, planned recipe
 @pytest.fixture(scope="module")
 def lesson11():
-    from unet_course.data import ISBI2012
     from unet_course.experiments import Split, anisotropic_split, cpu_plan
 
-    try:
-        isbi = ISBI2012()
-    except (FileNotFoundError, ValueError) as err:
-        pytest.skip(f"ISBI 2012 is not in the data folder (run `make data`): {err}")
+    isbi = isbi_or_skip()
     images = np.stack(isbi.images).astype(np.float32)
     masks = np.stack(isbi.masks).astype(np.int64)
     isbi_split = Split(images[:4], masks[:4], None, images[-2:], masks[-2:])
@@ -239,12 +241,11 @@ def lesson11():
 @seeds
 def test_lesson11_the_planned_recipe_beats_otsu_on_real_and_anisotropic_slices(lesson11, seed,
                                                                                threads):
-    from unet_course.experiments import otsu_scores, train_planned
+    from unet_course.experiments import otsu_scores, planned_steps, train_planned
 
     for name, (split, plan, pixels) in lesson11.items():
-        steps = int(pixels) // (plan.batch_size * int(np.prod(plan.patch_size)))
         with torch_threads(threads):
-            scores = train_planned(plan, split, steps, seed).scores
+            scores = train_planned(plan, split, planned_steps(plan, pixels), seed).scores
         otsu = otsu_scores(split.test_images, split.test_masks)
         print(f"\n11 {name} seed {seed} threads {threads}: pixel error "
               f"{scores['pixel_error']:.4f} (Otsu {otsu['pixel_error']:.4f}), Rand error "

@@ -44,6 +44,7 @@ from .planning import (
     compare_plans,
     compare_plans_on,
     cpu_plan,
+    planned_steps,
     train_planned,
 )
 from .seams import SeamRun, predict_averaged, seam_distance, tiled_seams
@@ -90,5 +91,5 @@ __all__ = ["Split", "em_split", "otsu_scores", "RunResult", "train_and_score", "
            "compare_successors", "compare_on_splits", "PrunedScore", "train_pruned_unetpp",
            "lesson10_splits",
            # lesson 11
-           "CPU_PLAN", "PlannedRun", "anisotropic_split", "cpu_plan", "train_planned",
+           "CPU_PLAN", "PlannedRun", "anisotropic_split", "cpu_plan", "planned_steps", "train_planned",
            "compare_plans", "compare_plans_on", "map_in_processes"]

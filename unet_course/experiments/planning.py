@@ -27,7 +27,7 @@ from ._pool import map_in_processes
 from .training import LESSON06, Split, train_and_score
 
 __all__ = ["CPU_PLAN", "PlannedRun", "anisotropic_split", "compare_plans", "compare_plans_on",
-           "cpu_plan", "train_planned"]
+           "cpu_plan", "planned_steps", "train_planned"]
 
 #: What a laptop CPU gets instead of an 8 GB GPU: a memory target of 0.05 GB and 8 to 64
 #: features. The rules are nnU-Net's; only their inputs are scaled.
@@ -84,10 +84,14 @@ def train_planned(plan: Plan2D, split: Split, steps: int, seed: int = 0) -> Plan
     return PlannedRun("planned (nnU-Net rules)", steps, seconds, scores, model)
 
 
+def planned_steps(plan: Plan2D, pixels: int) -> int:
+    """Batches of ``plan`` that hold ``pixels`` input pixels in all (at least one)."""
+    return max(1, int(pixels) // (plan.batch_size * int(np.prod(plan.patch_size))))
+
+
 def compare_plans(split: Split, plan: Plan2D, pixels: int, seed: int = 0) -> dict[str, PlannedRun]:
     """The planned and the paper's recipe, each trained on ``pixels`` input pixels in all."""
-    planned_steps = max(1, pixels // (plan.batch_size * int(np.prod(plan.patch_size))))
-    runs = {"planned": train_planned(plan, split, planned_steps, seed)}
+    runs = {"planned": train_planned(plan, split, planned_steps(plan, pixels), seed)}
     tile = LESSON06["paper"]["tile"]
     paper_steps = max(1, pixels // tile**2)
     started = time.perf_counter()

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-import unet_course.__main__ as cli
+import unet_course._cli_predict as cli_predict
 from unet_course.__main__ import main
 from unet_course.model import UNet
 from unet_course.train import save_checkpoint
@@ -204,7 +204,7 @@ def test_out_of_memory_suggests_a_smaller_tile(monkeypatch, run, tmp_path, capsy
     def no_memory(args):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
 
-    monkeypatch.setattr(cli, "_predict", no_memory)
+    monkeypatch.setattr(cli_predict, "_predict", no_memory)
     rc = main(["predict", str(run / "in.png"), "--checkpoint", str(run / "last.pt"),
                "--out", str(tmp_path / "m.png")])
     line = error_line(capsys.readouterr().err)
@@ -215,7 +215,7 @@ def test_a_bug_keeps_its_traceback_and_asks_for_a_report(monkeypatch, run, tmp_p
     def bug(args):
         return {}["no such key"]
 
-    monkeypatch.setattr(cli, "_predict", bug)
+    monkeypatch.setattr(cli_predict, "_predict", bug)
     rc = main(["predict", str(run / "in.png"), "--checkpoint", str(run / "last.pt"),
                "--out", str(tmp_path / "m.png")])
     err = capsys.readouterr().err

@@ -26,10 +26,12 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("checks and settings", {"validation", "settings", "timing", "_manifests"}),
     ("sizes and pixels", {"geometry", "mirror", "postprocess", "_imagefile"}),
     ("the paper's parts", {"model", "weights", "losses", "metrics", "baseline", "imageio",
-                           "maskio", "variants"}),
+                           "maskio", "variants", "instance_metrics"}),
     ("images and data", {"memory", "tiling", "predict", "augment", "data"}),
-    ("training", {"steps", "checkpoint", "fit_checks", "train", "presets", "folders", "plan"}),
+    ("training", {"steps", "checkpoint", "_checkpoint_kinds", "fit_checks", "train", "presets",
+                  "folders", "plan"}),
     ("for lessons and users", {"debug", "viz", "experiments", "__main__", "_cli_errors",
+                               "_cli_train", "_cli_predict",
                                "__init__"}),
 ]
 LAYER_OF = {name: i for i, (_, names) in enumerate(LAYERS) for name in names}

@@ -16,7 +16,7 @@ import torch
 
 from unet_course import UNet, seed_everything
 from unet_course.data import synthetic_em
-from unet_course.debug import toy_blobs
+from unet_course.debug import sgd_lr_sweep, toy_blobs
 from unet_course.experiments import (
     LESSON10,
     compare_deformation,
@@ -35,6 +35,7 @@ from unet_course.experiments import (
 )
 
 SEEDS = (0, 1, 2)
+LESSON08_LRS = (0.01, 10.0, 100.0)  # lesson 08, section 13
 THREADS = (1, 2)
 runs = pytest.mark.parametrize("threads", THREADS)
 seeds = pytest.mark.parametrize("seed", SEEDS)
@@ -182,6 +183,25 @@ def test_lesson08_one_batch_is_learnt_by_heart_and_a_stale_optimiser_never_moves
     assert broken.max() == broken.min()
 
 
+@runs
+@seeds
+def test_lesson08_a_hundredfold_learning_rate_diverges_and_the_monitor_names_the_step(lesson08, seed,
+                                                                                  threads):
+    (train_x, train_y, *_), _ = lesson08
+    with torch_threads(threads):
+        runs = sgd_lr_sweep(train_x, train_y, LESSON08_LRS, steps=40, seed=seed)
+    small, large = runs[LESSON08_LRS[0]], runs[LESSON08_LRS[-1]]
+    print(f"\n08 lr sweep seed {seed} threads {threads}: " + "; ".join(
+        f"lr {lr:g}: first non-finite {m.first_nonfinite}, max grad norm "
+        f"{max(m.grad_norms):.3g}" for lr, m in runs.items()))
+    # section 13: the paper's momentum with lr 0.01 stays finite and its gradient small (seen:
+    # max norm 0.9-2.6); lr 100 is NaN within a few steps (seen: step 2-3)
+    assert small.first_nonfinite is None and max(small.grad_norms) < 10
+    assert np.nanmax(runs[LESSON08_LRS[1]].grad_norms) > 50 * max(small.grad_norms)  # seen > 100x
+    assert large.first_nonfinite is not None and large.first_nonfinite <= 10
+    assert "training diverged" in large.explain()
+
+
 # ------------------------------------------------------------------ lesson 10, the successors
 def isbi_or_skip():
     """The 30 ISBI 2012 slices from the data folder (``make data``; CI places them there)."""
@@ -239,18 +259,22 @@ def lesson11():
 
 @runs
 @seeds
-def test_lesson11_the_planned_recipe_beats_otsu_on_real_and_anisotropic_slices(lesson11, seed,
+def test_lesson11_the_planned_recipe_beats_the_trivial_answers_on_real_and_anisotropic_slices(lesson11, seed,
                                                                                threads):
-    from unet_course.experiments import otsu_scores, planned_steps, train_planned
+    from unet_course.experiments import all_cell_scores, otsu_scores, planned_steps, train_planned
 
     for name, (split, plan, pixels) in lesson11.items():
         with torch_threads(threads):
             scores = train_planned(plan, split, planned_steps(plan, pixels), seed).scores
         otsu = otsu_scores(split.test_images, split.test_masks)
+        all_cell = all_cell_scores(split.test_masks)
         print(f"\n11 {name} seed {seed} threads {threads}: pixel error "
-              f"{scores['pixel_error']:.4f} (Otsu {otsu['pixel_error']:.4f}), Rand error "
-              f"{scores['rand_error']:.4f} (Otsu {otsu['rand_error']:.4f})")
-        # the notebook's claims, with its margins
-        assert scores["pixel_error"] < 0.8 * otsu["pixel_error"]
+              f"{scores['pixel_error']:.4f} (Otsu {otsu['pixel_error']:.4f}, all cell "
+              f"{all_cell['pixel_error']:.4f}), Rand error {scores['rand_error']:.4f} (Otsu "
+              f"{otsu['rand_error']:.4f}, all cell {all_cell['rand_error']:.4f})")
+        # the notebook's claims, with its margins: against "all cell", which beats Otsu on pixels
         if name == "ISBI 2012":
+            assert scores["pixel_error"] < all_cell["pixel_error"] - 0.02
             assert scores["rand_error"] < 0.85 * otsu["rand_error"]
+        else:
+            assert scores["rand_error"] < 0.8 * all_cell["rand_error"]

@@ -11,7 +11,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unet_course.experiments import em_split, otsu_scores, torch_threads, train_and_score
+from unet_course.experiments import (
+    all_cell_scores,
+    em_split,
+    otsu_scores,
+    torch_threads,
+    train_and_score,
+)
 
 SEEDS = (0, 1, 2)
 THREADS = (1, 2)
@@ -58,7 +64,7 @@ def isbi():
         data = ISBI2012()
     except (FileNotFoundError, ValueError) as err:
         pytest.skip(f"ISBI 2012 is not in the data folder (run `make data`): {err}")
-    return data, otsu_scores(data.images[24:], data.masks[24:])
+    return data, otsu_scores(data.images[24:], data.masks[24:]), all_cell_scores(data.masks[24:])
 
 
 @pytest.mark.parametrize("seed, threads", MATRIX_09)
@@ -66,20 +72,24 @@ def test_lesson09_cpu_preset_beats_otsu_on_isbi(isbi, seed, threads):
     from unet_course.presets import train
     from unet_course.train import evaluate
 
-    data, otsu = isbi
+    data, otsu, all_cell = isbi
     with torch_threads(threads):
         net, _ = train("cpu", data.images[:24], data.masks[:24], steps=150, seed=seed,
                        progress=False)
     scores = evaluate(net, data.images[24:], data.masks[24:])
-    assert scores["pixel_error"] < 0.6 * otsu["pixel_error"]
+    print(f"\n09 seed {seed} threads {threads}: {scores}; all cell {all_cell}; Otsu {otsu}")
+    # "all cell" (pixel error 0.196) beats Otsu (0.323) on pixels: the net must beat both
+    assert scores["pixel_error"] < 0.8 * all_cell["pixel_error"]
     assert scores["rand_error"] < 0.8 * otsu["rand_error"]
 
 
 @pytest.mark.parametrize("seed, threads", MATRIX_09)
 def test_lesson09_own_folder_trains(tmp_path, seed, threads):
     from unet_course.folders import ImageFolderDataset, write_cell_folder
+    from unet_course.instance_metrics import seg_score
+    from unet_course.postprocess import mask_to_instances, split_touching
     from unet_course.presets import train
-    from unet_course.train import evaluate
+    from unet_course.train import evaluate, predict_probabilities
 
     write_cell_folder(tmp_path)
     own = ImageFolderDataset(tmp_path / "images", tmp_path / "masks")
@@ -87,3 +97,8 @@ def test_lesson09_own_folder_trains(tmp_path, seed, threads):
         net, _ = train("cpu", own.images[:6], own.masks[:6], own.instances[:6], steps=150,
                        seed=seed, progress=False, tile=128)
     assert evaluate(net, own.images[6:], own.masks[6:])["pixel_error"] < 0.15
+    prob = predict_probabilities(net, own.images[6])
+    seg = [seg_score(cells, own.instances[6])
+           for cells in (mask_to_instances(prob > 0.5), split_touching(prob))]
+    print(f"\n09 own folder seed {seed} threads {threads}: SEG components, watershed {seg}")
+    assert max(seg) > 0.5  # the lesson's claim: the better instance map matches most cells

@@ -17,8 +17,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["check_finite", "check_resume", "checkpoint_problems", "exit_status", "one_line",
-           "out_of_memory"]
+__all__ = ["DEVICE_HELP", "DIVERGED", "check_finite", "check_resume", "checkpoint_problems",
+           "device_option", "exit_status", "one_line", "out_of_memory"]
+
+DIVERGED = "its weights are far too large (training diverged); train again with a smaller --lr"
+DEVICE_HELP = ("cpu, cuda, cuda:N or mps (default: $UNET_COURSE_DEVICE if set, else cuda if "
+               "present, else cpu)")
+
+
+def device_option(name: str | None):
+    """The torch.device of ``--device``, else of ``UNET_COURSE_DEVICE``, else the best present."""
+    from .settings import device
+
+    return device(name, option="--device")
+
 
 @contextmanager
 def checkpoint_problems(path: Path | str, option: str) -> Iterator[None]:
@@ -44,8 +56,16 @@ def checkpoint_problems(path: Path | str, option: str) -> Iterator[None]:
                          f"{detail}; train again or choose another checkpoint") from exc
 
 
-def check_resume(path: Path, preset, in_channels: int, num_classes: int) -> None:
-    """Refuse ``--resume`` from a checkpoint of another network or optimiser, before training."""
+def check_resume(path: Path, preset, in_channels: int, num_classes: int,
+                 lr: float | None = None) -> None:
+    """Refuse ``--resume`` from a checkpoint of another network or optimiser, before training.
+
+    ``lr`` is the ``--lr`` given, if any: resuming loads the optimiser's state, whose saved base
+    rate would replace it without a word, so a different one is refused too. Without ``--lr``
+    the saved rate is what continuing the run means, and nothing is compared.
+    """
+    import math
+
     from .train import load_checkpoint
 
     model = preset.model(in_channels, num_classes)
@@ -62,12 +82,14 @@ def check_resume(path: Path, preset, in_channels: int, num_classes: int) -> None
         kind = "adam" if "betas" in group else "sgd" if "momentum" in group else preset.optimizer
         if kind != preset.optimizer:
             changed.append(f"optimizer={kind!r} there but {preset.optimizer!r} now")
+        if lr is not None and "lr" in group and not math.isclose(group["lr"], lr, rel_tol=1e-6):
+            changed.append(f"lr={float(group['lr']):g} there but {lr:g} now")
         if not changed:
             model.load_state_dict(ckpt["state_dict"])  # its weights must fit its own config
     if changed:
         raise ValueError(f"--resume: {path} was trained with another setup ({'; '.join(changed)}); "
-                         "repeat that run's --preset, --depth, --base-channels, --dropout and "
-                         "--optimizer (and data), or train into a new --out")
+                         "repeat that run's --preset, --depth, --base-channels, --dropout, "
+                         "--optimizer and --lr (and data), or train into a new --out")
 
 
 def check_finite(model, what: str) -> None:
@@ -85,7 +107,13 @@ def check_finite(model, what: str) -> None:
 # are how every module of the package refuses an argument (CheckpointError is a ValueError),
 # OSError a file, FloatingPointError a diverged training, MemoryError a too large size.
 _USER_ERRORS = (ValueError, TypeError, OSError, FloatingPointError, MemoryError)
-_MEMORY_HINTS = {"train": "use a smaller --tile or --batch-size",
+# train runs out either while training (tiles, batch and net decide) or, after "trained N
+# steps" with the checkpoint saved, while scoring the held-out images, which --tile does not
+# bound: the metrics of one whole image are held at once.
+_MEMORY_HINTS = {"train": "while training, lower --tile, --batch-size, --base-channels or "
+                          "--depth; after 'trained N steps' (the checkpoint is saved) the "
+                          "held-out scoring ran out: score those images with predict, or "
+                          "train with --val-fraction 0",
                  "predict": "use a smaller --tile-size, or --device cpu",
                  "draw": "use a smaller --size", "download": "free some memory"}
 

@@ -9,7 +9,9 @@ file is run). Its keys:
 * ``state_dict``: the weights; ``optimizer``: the optimiser's state (or None) and
   ``optimizer_class`` its class name;
 * ``step``: the optimisation steps done; ``history``: :meth:`History.state` (or None);
-* ``rng``: the random number generators' states (see :func:`_rng_state`), ``extra``: anything else.
+* ``rng``: the random number generators' states (see :func:`_rng_state`), ``extra``: anything else;
+  ``extra["normalize"]``, written by :func:`unet_course.train.fit`, names the intensity
+  normalisation of the training images (see :func:`stored_normalization`).
 
 Every way a file can be wrong (missing, truncated, a plain ``state_dict``, a whole pickled
 model, keys missing, weights that do not fit their config) raises :class:`CheckpointError`
@@ -19,13 +21,11 @@ naming the file and saying what to do.
 from __future__ import annotations
 
 import os
-import pickle
-import pickletools
 import random
+import re
 import secrets
-import sys
+import time
 import warnings
-import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -34,13 +34,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._checkpoint_kinds import not_a_torch_file, unreadable
 from .model import UNet
 
 if TYPE_CHECKING:
     from .train import History
 
 __all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "load_checkpoint", "load_model",
-           "load_weights", "save_checkpoint"]
+           "load_weights", "save_checkpoint", "stored_normalization"]
 
 CHECKPOINT_FORMAT = "unet_course.checkpoint/1"
 
@@ -99,16 +100,68 @@ def _as_tuple(x):
 
 
 # --------------------------------------------------------------------------- writing
+#: A writer keeps its temporary file growing, and even 200 MB take seconds to write: one
+#: unmodified for this long (seconds) was left by a writer that died.
+_STALE_AFTER_S = 600
+#: The PID in a temporary file's name is looked up on this machine only, while a folder shared
+#: over the network may hold another machine's live writer under the same number: so a file of
+#: a PID that does not run here is removed only once it has not changed for this long.
+_DEAD_WRITER_GRACE_S = 60
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine; True wherever that cannot be told."""
+    if os.name == "nt":  # there os.kill(pid, 0) would terminate the process, not look it up
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # another user's process (EPERM), or no such number
+        return True
+    return True
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete the temporary files of earlier saves of ``path`` that their writer left behind.
+
+    A writer killed by SIGKILL (or a power cut) never runs the clean-up of
+    :func:`_write_atomically`, so its ``.NAME.PID.XXXXXXXX.tmp`` (``.NAME.XXXXXXXX.tmp``
+    before the PID was recorded) stays, as large as the checkpoint. Only files of that
+    pattern for this name are touched, and only when not modified for ``_STALE_AFTER_S``, or
+    for ``_DEAD_WRITER_GRACE_S`` when their PID runs no process.
+    """
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(?:(\d+)\.)?[0-9a-f]{{8}}\.tmp")
+    now = time.time()
+    with os.scandir(path.parent) as entries:
+        for entry in entries:
+            match = pattern.fullmatch(entry.name)
+            if not match or not entry.is_file(follow_symlinks=False):
+                continue
+            try:
+                idle = now - entry.stat(follow_symlinks=False).st_mtime
+                pid = match.group(1)
+                if idle > _STALE_AFTER_S or (
+                        pid and idle > _DEAD_WRITER_GRACE_S and not _alive(int(pid))):
+                    os.unlink(entry.path)
+            except OSError:  # removed meanwhile by another save, or not ours to remove
+                continue
+
+
 def _write_atomically(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Write ``path`` through a temporary file in the same folder, then rename it over ``path``.
 
-    A crash while writing leaves the previous file intact and no temporary file behind. The
-    temporary file is created with mode 0666, which the process umask reduces as for any new
-    file (``tempfile.mkstemp`` would give 0600, and the checkpoint would keep it).
+    A crash while writing leaves the previous file intact and no temporary file behind; a kill
+    that runs no clean-up leaves one, which the next save of the same name removes (see
+    :func:`_remove_stale_temporaries`; it runs first, freeing the space before writing). The
+    temporary file is named after the writing process (``.NAME.PID.XXXXXXXX.tmp``) and created
+    with mode 0666, which the process umask reduces as for any new file
+    (``tempfile.mkstemp`` would give 0600, and the checkpoint would keep it).
     """
+    _remove_stale_temporaries(path)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         try:
             fd = os.open(tmp, flags, 0o666)
             break
@@ -156,73 +209,6 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module,
 
 
 # --------------------------------------------------------------------------- reading
-def _pickled_globals(path: Path) -> list[str]:
-    """``"module.name"`` of each class or function the pickle inside a torch file names, in order.
-
-    Read with :mod:`pickletools`, which decodes the opcodes without running any of them, so
-    this is safe on an untrusted file. Returns [] for anything that is not a torch zip file.
-    """
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist() if n.rsplit("/", 1)[-1] == "data.pkl"]
-            data = archive.read(names[0]) if names else b""
-        found, strings, memo = [], [], {}
-        for op, arg, _ in pickletools.genops(data):
-            if op.name == "GLOBAL":  # protocols 0-3: "module name"
-                found.append(arg.replace(" ", "."))
-            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:  # protocol 4+: two strings
-                found.append(f"{strings[-2]}.{strings[-1]}")
-            elif op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
-                strings.append(arg)
-            elif op.name in ("MEMOIZE", "BINPUT", "LONG_BINPUT", "PUT") and strings:
-                memo[len(memo) if arg is None else arg] = strings[-1]
-            elif op.name in ("BINGET", "LONG_BINGET", "GET") and arg in memo:
-                strings.append(memo[arg])
-        return found
-    except (zipfile.BadZipFile, OSError, ValueError, IndexError, EOFError):
-        return []
-
-
-def _is_module_class(qualified: str) -> bool:
-    """True for an ``nn.Module`` subclass, judged by name or from modules already imported."""
-    if qualified.startswith("torch.nn.modules."):
-        return True
-    module, _, name = qualified.rpartition(".")
-    cls = getattr(sys.modules.get(module), name, None)  # never imports: no code from the file
-    return isinstance(cls, type) and issubclass(cls, nn.Module)
-
-
-#: Globals of every torch file that ``weights_only`` loading allows (tensors, state dicts).
-_ALWAYS_ALLOWED = ("torch._utils.", "torch._tensor.", "collections.OrderedDict", "builtins.")
-
-
-def _unreadable(path: Path, exc: Exception) -> CheckpointError:
-    """The error for a file that ``torch.load(weights_only=True)`` refused: say what it is.
-
-    ``weights_only`` refuses a pickle that names other classes with ``UnpicklingError``; those
-    classes, read without running the file, tell a whole pickled model from other objects.
-    Anything else is a damaged file.
-    """
-    found = []
-    if isinstance(exc, pickle.UnpicklingError):
-        found = [g for g in _pickled_globals(path) if not g.startswith(_ALWAYS_ALLOWED)]
-    modules = [g for g in found if _is_module_class(g)]
-    if modules:
-        return CheckpointError(
-            f"{path} holds a whole pickled model ({modules[0]}, saved with torch.save(model)), "
-            "not a unet_course checkpoint; loading it would run code stored in the file. If you "
-            "trust the file, convert it once: model = torch.load(path, weights_only=False), then "
-            "unet_course.save_checkpoint(new_path, model)")
-    if found:
-        return CheckpointError(
-            f"{path} holds pickled Python objects ({', '.join(dict.fromkeys(found[:3]))}), not a "
-            "unet_course checkpoint (which holds only tensors and plain values); if you trust the "
-            "file, read it with torch.load(path, weights_only=False)")
-    first = str(exc).splitlines()[0] if str(exc) else "no details"
-    return CheckpointError(f"checkpoint {path} is truncated or corrupted ({type(exc).__name__}: "
-                           f"{first}); use an earlier checkpoint or train again")
-
-
 def load_checkpoint(path: str | os.PathLike,
                     map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` (with ``weights_only=True``).
@@ -235,10 +221,13 @@ def load_checkpoint(path: str | os.PathLike,
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}: train one with "
                               "fit(..., checkpoint_dir=...) or `python -m unet_course train --out DIR`")
+    problem = not_a_torch_file(path)  # a raw pickle, an empty file: torch would say corrupted
+    if problem:
+        raise CheckpointError(problem)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for damaged or foreign files
-        raise _unreadable(path, exc) from exc
+        raise CheckpointError(unreadable(path, exc)) from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a unet_course checkpoint (expected format "
                               f"{CHECKPOINT_FORMAT!r}); it may be a plain state_dict: load it with "
@@ -251,6 +240,19 @@ def load_checkpoint(path: str | os.PathLike,
         raise CheckpointError(f"checkpoint {path} has a state_dict or config that is not a "
                               "dictionary; use another checkpoint")
     return payload
+
+
+def stored_normalization(ckpt: Mapping[str, Any]) -> str | None:
+    """The intensity normalisation a checkpoint's network was trained with, or None.
+
+    ``ckpt`` is what :func:`load_checkpoint` returns; the name (``"minmax"``, ``"zscore"`` or
+    ``"none"``, see :func:`unet_course.imageio.prepare_image`) is ``ckpt["extra"]["normalize"]``.
+    None: the checkpoint does not say (written before the entry existed, or by ``fit`` without
+    ``normalize``), so the images' values as :func:`~unet_course.imageio.read_image` gives them
+    are all there is to go by.
+    """
+    extra = ckpt.get("extra")
+    return extra.get("normalize") if isinstance(extra, Mapping) else None
 
 
 def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor],

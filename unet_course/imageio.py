@@ -16,7 +16,9 @@ Images come back as float32 (C, H, W) in [0, 1] (DESIGN.md), each at its *true* 
 
 A 12-bit camera image stored in 16 bits therefore reads with a maximum near 4095 / 65535:
 that is its true range; :func:`normalize_intensity` is the step that evens out such
-differences between scanners and bit depths.
+differences between scanners and bit depths, and :func:`prepare_image` applies the one a
+checkpoint was trained with (its name is stored in the checkpoint), so that training, the
+held-out scores and ``predict`` feed a net the same numbers.
 
 Masks come back as their raw integer label values (:func:`read_mask`), and
 :func:`mask_from_labels` turns them into the course's targets: an int64 class mask (H, W) and,
@@ -52,16 +54,22 @@ from .maskio import MAX_CLASSES, guess_mask_kind, mask_from_labels, read_mask
 
 __all__ = [
     "MAX_CLASSES",
+    "NORMALIZATIONS",
+    "bit_depth",
     "count_pages",
     "guess_mask_kind",
     "mask_from_labels",
     "normalize_intensity",
+    "prepare_image",
     "read_image",
     "read_mask",
     "write_probability",
 ]
 
 _LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, what Pillow's convert("L") uses
+
+#: the modes of :func:`normalize_intensity`; a checkpoint stores one (see :func:`prepare_image`)
+NORMALIZATIONS = ("minmax", "zscore", "none")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -193,7 +201,7 @@ def normalize_intensity(image: np.ndarray, mode: str = "minmax") -> np.ndarray:
         image: array of any shape, typically (H, W) or (C, H, W); finite values.
         mode: ``"minmax"``, ``"zscore"`` or ``"none"``.
     """
-    if mode not in ("minmax", "zscore", "none"):
+    if mode not in NORMALIZATIONS:
         raise ValueError(f"mode must be 'minmax', 'zscore' or 'none', got {mode!r}")
     if hasattr(image, "detach"):  # a torch tensor
         image = image.detach().cpu().numpy()
@@ -211,22 +219,94 @@ def normalize_intensity(image: np.ndarray, mode: str = "minmax") -> np.ndarray:
         std = array.std()
         out = np.zeros_like(array) if std == 0 else (array - array.mean()) / std
     return out.astype(np.float32)
+
+
+def prepare_image(image: np.ndarray, mode: str | None) -> np.ndarray:
+    """The image as a net trained with normalisation ``mode`` saw its training images.
+
+    The one step between :func:`read_image` and the net, for every path: ``train`` applies it
+    to the images it trains on, its held-out report to the images it scores, ``predict`` to
+    the image it segments; ``mode`` is what the checkpoint stores (``train --data folder``:
+    ``"minmax"``; synthetic-em and isbi2012: ``"none"``, the reader's values).
+
+    Args:
+        image: float array (H, W) or (C, H, W) as :func:`read_image` returns it, finite.
+        mode: one of :data:`NORMALIZATIONS` (see :func:`normalize_intensity`), or None for a
+            checkpoint that does not say (written before the name was stored): the reader's
+            values, unchanged.
+
+    Returns:
+        float32 array of ``image``'s shape.
+    """
+    if mode is not None and mode not in NORMALIZATIONS:
+        raise ValueError(f"the checkpoint asks for the intensity normalisation {mode!r}, which "
+                         "this version of unet_course does not know (it knows "
+                         f"{', '.join(NORMALIZATIONS)}); update unet_course or train again")
+    return normalize_intensity(image, "none" if mode is None else mode)
+
+
+def bit_depth(path: str | os.PathLike) -> int:
+    """Bits per value of an image file as :func:`read_image` decodes it: 1, 8, 16 or 32.
+
+    32 stands for float and 32-bit integer images. A 16-bit colour image counts as 16 though
+    Pillow keeps 8 bits of it (see the module docstring).
+    """
+    path = check_file(path)
+    im, raw_modes = open_image(path, None)
+    try:
+        mode = im.mode
+        if mode == "1":
+            return 1
+        if mode in SIXTEEN_BIT or ";16" in raw_modes:
+            return 16
+        if mode == "I":  # a 16-bit PNG in older Pillow, else a 32-bit integer image
+            return 16 if im.format == "PNG" or bits_per_sample(im) == 16 else 32
+        return 32 if mode == "F" or mode.startswith("I;") else 8
+    finally:
+        im.close()
+
+
 # ----------------------------------------------------------------------------------------------
 # writing
 # ----------------------------------------------------------------------------------------------
 
 
-def write_probability(path: str | os.PathLike, prob: np.ndarray) -> Path:
-    """Write a probability map (H, W) in [0, 1] so that it reads back (almost) exactly.
+def _probability_maps(prob: np.ndarray) -> np.ndarray:
+    """``prob`` checked: a float array (H, W) or (C, H, W), finite, in [0, 1]."""
+    if hasattr(prob, "detach"):
+        prob = prob.detach().cpu().numpy()
+    array = np.asarray(prob)
+    if array.ndim == 3 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim not in (2, 3):
+        raise ValueError(f"prob must be one map (H, W) or one per class (C, H, W), got shape "
+                         f"{array.shape}")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise TypeError(f"prob must be a float array of probabilities, got dtype {array.dtype}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError("prob has NaN or infinite values")
+    if array.size and (array.min() < 0 or array.max() > 1):
+        raise ValueError(
+            f"prob must lie in [0, 1], got values in [{array.min():.4g}, {array.max():.4g}]; "
+            "apply a softmax (or sigmoid) to the net's logits first"
+        )
+    return array
 
-    ``.png``: a 16-bit gray PNG holding ``round(p * 65535)`` (error <= 0.5 / 65535; viewers show
-    it as a gray image and :func:`read_image` reads it back as p). ``.tif`` / ``.tiff``: a
-    float32 TIFF holding p itself (exact). A PNG cannot hold floats, and 8 bits would round
-    away the probabilities near the threshold.
+
+def write_probability(path: str | os.PathLike, prob: np.ndarray) -> Path:
+    """Write a probability map (H, W), or one map per class (C, H, W), so it reads back exactly.
+
+    ``.png``: one map only, a 16-bit gray PNG holding ``round(p * 65535)`` (error <= 0.5 / 65535;
+    viewers show it as a gray image and :func:`read_image` reads it back as p). ``.tif`` /
+    ``.tiff``: float32 p itself (exact); (C, H, W) maps become a C-page TIFF stack, page k the
+    probability of class k (read page k back with ``read_image(path, page=k)``). A PNG cannot
+    hold floats, nor several pages, and 8 bits would round away the probabilities near the
+    threshold.
 
     Args:
         path: the file to write; its folder must exist.
-        prob: float (H, W), finite, in [0, 1]; a (1, H, W) array is taken as (H, W).
+        prob: float (H, W) or (C, H, W), finite, in [0, 1]; a (1, H, W) array is taken as
+            (H, W).
 
     Returns:
         The path written.
@@ -244,24 +324,15 @@ def write_probability(path: str | os.PathLike, prob: np.ndarray) -> Path:
         )
     if not path.parent.is_dir():
         raise ValueError(f"cannot write {path}: the folder {path.parent} does not exist")
-    if hasattr(prob, "detach"):
-        prob = prob.detach().cpu().numpy()
-    array = np.asarray(prob)
-    if array.ndim == 3 and array.shape[0] == 1:
-        array = array[0]
-    if array.ndim != 2:
-        raise ValueError(f"prob must be one map (H, W), got shape {array.shape}")
-    if not np.issubdtype(array.dtype, np.floating):
-        raise TypeError(f"prob must be a float array of probabilities, got dtype {array.dtype}")
-    if not np.all(np.isfinite(array)):
-        raise ValueError("prob has NaN or infinite values")
-    if array.size and (array.min() < 0 or array.max() > 1):
-        raise ValueError(
-            f"prob must lie in [0, 1], got values in [{array.min():.4g}, {array.max():.4g}]; "
-            "apply a softmax (or sigmoid) to the net's logits first"
-        )
+    array = _probability_maps(prob)
+    if suffix == ".png" and array.ndim == 3:
+        raise ValueError(f"a PNG holds one map (H, W), but prob holds {array.shape[0]} (shape "
+                         f"{array.shape}); write them to a .tif, one float32 page per class")
     if suffix == ".png":
         Image.fromarray(np.round(array * 65535.0).astype(np.uint16)).save(path)
-    else:
+    elif array.ndim == 2:
         Image.fromarray(array.astype(np.float32)).save(path)
+    else:
+        pages = [Image.fromarray(np.ascontiguousarray(m, dtype=np.float32)) for m in array]
+        pages[0].save(path, save_all=True, append_images=pages[1:])
     return path

@@ -132,11 +132,15 @@ def _kind_of(values: np.ndarray, itemsize: int) -> str:
     if len(values) > MAX_CLASSES:
         return "instances"
     shown = ", ".join(str(v) for v in values[:8].tolist()) + (", ..." if len(values) > 8 else "")
+    # binary is offered only where it would work: 0 and one other value (mask_from_labels)
+    binary = (f"--mask-kind binary if {values[1]} marks the objects, "
+              if len(values) == 2 and values[0] == 0 else "")
     raise ValueError(
         f"cannot tell what kind of 8-bit mask this is: its values ({shown}) are neither "
         f"binary (0/1 or 0/255), nor class indices 0..{MAX_CLASSES - 1}, nor more than "
-        f"{MAX_CLASSES} instance ids. Pass kind='binary', 'classes' or 'instances' "
-        "(map the values to class indices 0, 1, 2, ... first for 'classes')"
+        f"{MAX_CLASSES} instance ids; say which with {binary}--mask-kind instances if each "
+        "value is one object, or map the values to 0, 1, 2, ... and use --mask-kind classes "
+        "(from Python: kind= of mask_from_labels, mask_kind= of ImageFolderDataset)"
     )
 
 
@@ -172,8 +176,9 @@ def mask_from_labels(raw: np.ndarray, kind: str = "auto"):
 
     Kinds:
 
-    * ``"binary"``: values {0, 255}, {0, 1} (or {0, 65535}); mask = 1 where the label is
-      non-zero (cell), 0 elsewhere. No instances.
+    * ``"binary"``: values {0, 255}, {0, 1} (or {0, 65535}), or, asked for by name, 0 and any
+      one other value (e.g. 0/128); mask = 1 where the label is non-zero (cell), 0 elsewhere.
+      No instances.
     * ``"classes"``: class indices 0 .. K-1 with K <= MAX_CLASSES (32); mask = the indices.
       No instances.
     * ``"instances"``: one id per object, 0 = background (16-bit files, or many ids); mask =
@@ -197,19 +202,23 @@ def mask_from_labels(raw: np.ndarray, kind: str = "auto"):
         kind = guess_mask_kind(raw)
     values = np.unique(raw).astype(np.int64) if raw.size else np.zeros(0, np.int64)
     if kind == "binary":
-        if values.size and not _is_binary(values):
+        # asked for by name, any single non-zero value is the foreground (0/128 masks exist);
+        # two or more would merge classes or objects without a word
+        if np.count_nonzero(values) > 1:
             raise ValueError(
-                f"a binary mask holds 0 and 1, or 0 and 255, but this one has the values "
-                f"{values[:8].tolist()}{' ...' if len(values) > 8 else ''}; pass "
-                "kind='classes' or kind='instances' if that is what it holds"
+                f"a binary mask holds 0 and one other value (0/1, 0/255, 0/128 ...), but this "
+                f"one has the values {values[:8].tolist()}{' ...' if len(values) > 8 else ''}; "
+                "use --mask-kind classes or --mask-kind instances if that is what it holds "
+                "(from Python: kind= or mask_kind=)"
             )
         return (raw > 0).astype(np.int64), None, kind
     if kind == "classes":
         if values.size and values.max() >= MAX_CLASSES:
             raise ValueError(
                 f"class masks hold indices 0..{MAX_CLASSES - 1}, but this one has the value "
-                f"{values.max()}; map the labels to 0, 1, 2, ... (0 = background), or pass "
-                "kind='binary' or kind='instances' if that is what it holds"
+                f"{values.max()}; map the labels to 0, 1, 2, ... (0 = background), or use "
+                "--mask-kind binary or --mask-kind instances if that is what it holds (from "
+                "Python: kind= or mask_kind=)"
             )
         return raw.astype(np.int64), None, kind
     return _instance_targets(raw) + (kind,)

@@ -114,7 +114,10 @@ def rand_f_score(pred_segments: np.ndarray, true_segments: np.ndarray) -> float:
     singletons = p == 0
     # Joint counts of (pred, true) pairs among pixels that lie in a predicted segment.
     pairs = p[~singletons] * (int(t.max()) + 1) + t[~singletons]
-    joint = np.bincount(pairs).astype(np.float64)
+    if (int(p.max()) + 1) * (int(t.max()) + 1) <= 4 * pairs.size + 1024:
+        joint = np.bincount(pairs).astype(np.float64)
+    else:  # many segments on both sides: a dense table would be (pred x true) entries, GBs
+        joint = np.unique(pairs, return_counts=True)[1].astype(np.float64)
     pred_sizes = np.bincount(p[~singletons]).astype(np.float64)
     true_sizes = np.bincount(t).astype(np.float64)
     # Each singleton pixel contributes 1 to sum p_ij^2 and to sum_i s_i^2 (its own segment).

@@ -61,6 +61,7 @@ MIN_EDGE = 4  # smallest edge of a feature map at the bottleneck
 BASE_FEATURES = 32
 MAX_FEATURES = 512
 MAX_DATASET_FRACTION = 0.05  # one batch sees at most 5 % of the data set's pixels
+MAX_BATCH_WITHOUT_CASES = 512  # ours: nnU-Net always knows the case count to cap with
 
 
 # --------------------------------------------------------------------------- the fingerprint
@@ -127,13 +128,10 @@ def dataset_fingerprint(images: Sequence[np.ndarray], masks: Sequence[np.ndarray
     fg_all = np.concatenate(fg) if fg else np.zeros(0)
     if fg_all.size == 0:
         raise ValueError("no foreground pixel (mask > 0) in any image: nothing to plan for")
-    intensity = {
-        "mean": float(fg_all.mean()), "std": float(fg_all.std()),
-        "median": float(np.median(fg_all)), "min": float(fg_all.min()),
-        "max": float(fg_all.max()),
-        "percentile_00_5": float(np.percentile(fg_all, 0.5)),
-        "percentile_99_5": float(np.percentile(fg_all, 99.5)),
-    }
+    intensity = {"mean": float(fg_all.mean()), "std": float(fg_all.std()),
+                 "median": float(np.median(fg_all)), "min": float(fg_all.min()),
+                 "max": float(fg_all.max()), "percentile_00_5": float(np.percentile(fg_all, 0.5)),
+                 "percentile_99_5": float(np.percentile(fg_all, 99.5))}
     spacing_pairs = tuple((finite_number(a, "spacing", 0.0, strict=True),
                            finite_number(b, "spacing", 0.0, strict=True)) for a, b in spacings)
     return Fingerprint(tuple(shapes), spacing_pairs, intensity,
@@ -296,14 +294,27 @@ class Plan2D:
         ])
 
 
+def _initial_patch(median: tuple[float, ...], spacing: tuple[float, ...]) -> list[float]:
+    """Rule 1's patch (H, W) in px; a ValueError where it leaves nothing to plan a U-Net on."""
+    scale = (INITIAL_PATCH_EDGE**2 * spacing[0] * spacing[1]) ** 0.5  # edges are scale / spacing
+    patch = [min(round(scale / s), m) for s, m in zip(spacing, median)]
+    if min(patch) < 1 or pool_and_conv_props(spacing, patch).pools_per_axis == (0, 0):
+        raise ValueError(f"median shape {median[0]:g} x {median[1]:g} px at spacing {spacing[0]:g} "
+                         f"x {spacing[1]:g} gives a patch of {patch[0]:g} x {patch[1]:g} px, too "
+                         f"small to plan a U-Net: an axis is pooled from {2 * MIN_EDGE} px on "
+                         f"({3 * MIN_EDGE} px alone); spacings over {2 * INITIAL_PATCH_EDGE}**2 "
+                         "apart make an axis 0 px")
+    return patch
+
+
 def plan_2d(median_shape: Sequence[float], spacing: Sequence[float] = (1.0, 1.0), *,
             n_cases: int | None = None, num_classes: int = 2, modality: str = "EM",
             gpu_memory_gb: float = REFERENCE_GB, base_features: int = BASE_FEATURES,
             max_features: int = MAX_FEATURES) -> Plan2D:
     """nnU-Net's 2-D configuration for images of ``median_shape`` (H, W) px at ``spacing``.
 
-    ``n_cases`` (images in the data set) caps the batch at 5 % of its pixels; None leaves
-    the cap out. ``gpu_memory_gb`` scales the memory reference (8 GB in nnU-Net);
+    ``n_cases`` (images in the data set) caps the batch at 5 % of its pixels; None caps it at
+    ``MAX_BATCH_WITHOUT_CASES``. ``gpu_memory_gb`` scales the memory reference (8 GB in nnU-Net);
     ``base_features`` and ``max_features`` (32 and 512) set the widths. Smaller values of
     these three plan a network for a CPU with the same rules.
 
@@ -321,9 +332,7 @@ def plan_2d(median_shape: Sequence[float], spacing: Sequence[float] = (1.0, 1.0)
     max_features = positive_int(max_features, "max_features")
 
     # 1. a patch of 2048**2 pixels in the spacing's aspect ratio, clipped to the median image
-    inverse = [1 / s for s in spacing]
-    scale = (INITIAL_PATCH_EDGE**2 / (inverse[0] * inverse[1])) ** 0.5
-    patch = [min(round(i * scale), m) for i, m in zip(inverse, median)]
+    patch = _initial_patch(median, spacing)
 
     def estimate(topology: Topology) -> int:
         feats = features_per_stage(len(topology.pool_kernel_sizes), base_features, max_features)
@@ -349,12 +358,12 @@ def plan_2d(median_shape: Sequence[float], spacing: Sequence[float] = (1.0, 1.0)
         tried.append((topology.patch_size, elements))
 
     # 4. batch size: what the memory allows, at most 5 % of the data set, at least two
-    batch = round(reference / elements * REFERENCE_BATCH)
+    batch, cap = round(reference / elements * REFERENCE_BATCH), MAX_BATCH_WITHOUT_CASES
     if n_cases is not None:
         n_cases = positive_int(n_cases, "n_cases")
         pixels = median[0] * median[1] * n_cases
-        batch = min(batch, round(pixels * MAX_DATASET_FRACTION / np.prod(topology.patch_size)))
-    batch = max(batch, MIN_BATCH)
+        cap = round(pixels * MAX_DATASET_FRACTION / np.prod(topology.patch_size))
+    batch = max(min(batch, cap), MIN_BATCH)
 
     stages = len(topology.pool_kernel_sizes)
     return Plan2D(

@@ -99,8 +99,11 @@ def relabel_sequential(labels: np.ndarray) -> np.ndarray:
 
 
 def _relabel_sizes(labels: np.ndarray, min_size: int) -> np.ndarray:
-    """Drop labels with fewer than ``min_size`` pixels, renumber the rest 1..n in order; int32."""
-    sizes = np.bincount(labels.ravel())
+    """Drop labels with fewer than ``min_size`` pixels, renumber the rest 1..n in order; int32.
+
+    An empty map (0 x W or H x 0) gives an empty int32 map of its shape.
+    """
+    sizes = np.bincount(labels.ravel(), minlength=1)  # an empty map still has background 0
     keep = sizes >= max(min_size, 1)
     keep[0] = False
     lut = np.cumsum(keep).astype(np.int32)
@@ -132,6 +135,7 @@ def mask_to_instances(mask: np.ndarray, min_size: int = 0) -> np.ndarray:
 
     Args:
         mask: bool or integer (H, W), non-zero = cell (e.g. :func:`probability_to_mask`).
+            An empty mask (H or W = 0) gives an empty map of its shape.
         min_size: the smallest component kept, in pixels.
     """
     min_size = positive_int(min_size, "min_size (pixels)", minimum=0)

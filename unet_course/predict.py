@@ -2,7 +2,8 @@
 
 * :func:`predict_tiled`          the logits (num_classes, H, W) of one image, computed with the
                                  overlap-tile strategy of :mod:`unet_course.tiling`;
-* :func:`predict_probabilities`  the probability map (H, W) of class 1 ("cell") in [0, 1].
+* :func:`predict_probabilities`  the probability map (H, W) of class 1 ("cell") in [0, 1];
+* :func:`predict_class_probabilities`  the probabilities (num_classes, H, W) of every class.
 
 Both check the image before any work and say what would fix it: a missing channel axis, a
 batch, channels-last, integer values, NaN or infinity.
@@ -21,7 +22,7 @@ from .mirror import mirror_indices
 from .tiling import DEFAULT_MEMORY_BUDGET, TileGrid, tile_grid, unet_geometry
 from .validation import kept_mode
 
-__all__ = ["predict_probabilities", "predict_tiled"]
+__all__ = ["predict_class_probabilities", "predict_probabilities", "predict_tiled"]
 
 # Above this many pixels predict_tiled shows a progress bar (progress=None): 2048 x 2048.
 _PROGRESS_PIXELS = 2**22
@@ -197,10 +198,34 @@ def predict_probabilities(model: nn.Module, image: object, tile_size: int | None
     Returns:
         float32 NumPy array (H, W) with values in [0, 1].
     """
-    image = torch.as_tensor(np.asarray(image, dtype=np.float32))
-    if image.dim() == 2:
-        image = image[None]
-    logits = predict_tiled(model, image, tile_size=tile_size).float()
+    logits = _logits(model, image, tile_size)
     if logits.shape[0] == 1:
         return torch.sigmoid(logits[0]).cpu().numpy()
     return torch.softmax(logits, dim=0)[1].cpu().numpy()
+
+
+def predict_class_probabilities(model: nn.Module, image: object,
+                                tile_size: int | None = None) -> np.ndarray:
+    """Probability of every class for every pixel of one image (H, W) or (C, H, W).
+
+    The pixel-wise soft-max over the net's output maps, predicted like
+    :func:`predict_probabilities` (whose map is row 1 of this one, to float rounding). Its
+    argmax over axis 0 is the most probable class of each pixel.
+
+    Returns:
+        float32 NumPy array (num_classes, H, W) with values in [0, 1] that sum to 1 over axis 0
+        (to float rounding); NaN where the net gives NaN.
+    """
+    logits = _logits(model, image, tile_size)
+    if logits.shape[0] < 2:
+        raise ValueError(f"the net has {logits.shape[0]} output map; class probabilities need a "
+                         "soft-max over 2 or more maps (use predict_probabilities for one logit)")
+    return torch.softmax(logits, dim=0).cpu().numpy()
+
+
+def _logits(model: nn.Module, image: object, tile_size: int | None) -> torch.Tensor:
+    """float32 logits (num_classes, H, W) of an image (H, W) or (C, H, W), as a CPU tensor."""
+    image = torch.as_tensor(np.asarray(image, dtype=np.float32))
+    if image.dim() == 2:
+        image = image[None]
+    return predict_tiled(model, image, tile_size=tile_size).float()

@@ -145,6 +145,7 @@ def train(
     checkpoint_dir: str | None = None,
     checkpoint_every: int | None = None,
     resume: str | None = None,
+    normalize: str | None = None,
     device: str | torch.device | None = None,
     progress: bool = True,
     callbacks: Sequence[Any] = (),
@@ -155,8 +156,11 @@ def train(
     ``images``: (H, W) or (C, H, W) float arrays in [0, 1]; ``masks``: (H, W) class indices;
     ``instances``: optional (H, W) instance ids for the weight map. ``steps`` optimisation
     steps, or fewer if ``time_budget`` (seconds) runs out first. The network is built after
-    seeding, so the same ``seed`` gives the same weights and tiles. Returns (model, history),
-    the model in eval mode.
+    seeding, so the same ``seed`` gives the same weights and tiles. ``normalize``: the intensity
+    normalisation ``images`` went through (``"minmax"``, ``"zscore"``, ``"none"``; see
+    :func:`unet_course.imageio.prepare_image`), stored in every checkpoint so that ``predict``
+    prepares an image the same way; None stores nothing. Returns (model, history), the model
+    in eval mode.
     """
     p = get_preset(preset, **overrides)
     if len(images) == 0 or len(images) != len(masks):
@@ -178,6 +182,6 @@ def train(
                           length=min(steps, 10_000) * p.batch_size)  # set_epoch: new tiles
     history = fit(model, dataset, val_data, steps=steps, time_budget=time_budget, seed=seed,
                   val_every=val_every, checkpoint_dir=checkpoint_dir,
-                  checkpoint_every=checkpoint_every, resume=resume, device=device,
-                  progress=progress, callbacks=callbacks, **p.fit_options())
+                  checkpoint_every=checkpoint_every, resume=resume, normalize=normalize,
+                  device=device, progress=progress, callbacks=callbacks, **p.fit_options())
     return model, history

@@ -48,8 +48,10 @@ from .checkpoint import (  # checkpoints moved there; still importable from here
     load_model,
     load_weights,
     save_checkpoint,
+    stored_normalization,
 )
 from .fit_checks import check_fit_arguments
+from .imageio import NORMALIZATIONS
 from .metrics import dice, iou, pixel_error, rand_error
 from .predict import predict_probabilities  # its home is predict; importable here as before
 from .steps import EpochSampler, batch_loss, make_optimizer, stack_batch, unpack_item
@@ -101,6 +103,7 @@ def fit(
     checkpoint_dir: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
     resume: str | os.PathLike | None = None,
+    normalize: str | None = None,
     progress: bool = True,
 ) -> History:
     """Train ``model`` on random items of ``train_data`` for ``steps`` optimisation steps.
@@ -129,7 +132,8 @@ def fit(
     steps, at the end and on Ctrl-C; ``resume=path`` continues such a run exactly where it
     stopped (bit-identical on the CPU, RNG states and the learning-rate schedule included).
     Every argument is checked first (:mod:`unet_course.fit_checks`); one that would do
-    nothing (``val_every`` without ``val_data``) is an error, not a silent no-op.
+    nothing (``val_every`` without ``val_data``) is an error, not a silent no-op. ``normalize``
+    names the images' normalisation (:func:`~unet_course.imageio.prepare_image`) in checkpoints.
 
     ``amp`` (CUDA only): float16 forward pass with a gradient scaler; ``channels_last``: NHWC
     images, faster on recent GPUs. A non-finite loss raises ``FloatingPointError`` naming the
@@ -137,19 +141,17 @@ def fit(
     """
     check_fit_arguments(model, train_data, val_data, steps=steps, optimizer=optimizer, lr=lr,
                          momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
-                         loss=loss, batch_size=batch_size,
-                         warmup=warmup, grad_clip=grad_clip, lr_schedule=lr_schedule,
-                         time_budget=time_budget, seed=seed, log_every=log_every,
-                         val_every=val_every, callbacks=callbacks, checkpoint_dir=checkpoint_dir,
-                         checkpoint_every=checkpoint_every)
+                         loss=loss, batch_size=batch_size, warmup=warmup, grad_clip=grad_clip,
+                         lr_schedule=lr_schedule, time_budget=time_budget, seed=seed,
+                         log_every=log_every, val_every=val_every, callbacks=callbacks,
+                         checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every)
     run = _setup(model, train_data, steps, device=device, amp=amp, channels_last=channels_last,
                  optimizer=optimizer, lr=lr, momentum=momentum, nesterov=nesterov,
                  weight_decay=weight_decay, loss=loss, batch_size=batch_size,
-                 grad_clip=grad_clip, checkpoint_dir=checkpoint_dir)
+                 grad_clip=grad_clip, checkpoint_dir=checkpoint_dir, normalize=normalize)
     torch.manual_seed(seed)
     if resume is not None:
         _resume(run, resume)
-    run.base_lr = [g["lr"] for g in run.opt.param_groups]
     return _loop(run, EpochSampler(train_data, seed), val_data, list(callbacks), progress,
                  warmup=warmup, lr_schedule=lr_schedule, time_budget=time_budget,
                  log_every=log_every, val_every=val_every, checkpoint_every=checkpoint_every)
@@ -172,6 +174,7 @@ class _Run:
     momentum: float
     loss: str
     ckpt_path: Path | None
+    normalize: str | None = None  # stored in each checkpoint for predict (see prepare_image)
     history: History = field(default_factory=History)
     start: int = 0  # the step a resumed run starts from
     base_lr: list[float] = field(default_factory=list)  # each group's rate before the schedule
@@ -182,8 +185,11 @@ class _Run:
 def _setup(model: nn.Module, data: Any, steps: int, *, device, amp: bool, channels_last: bool,
            optimizer: str, lr: float | None, momentum: float, nesterov: bool,
            weight_decay: float, loss: str, batch_size: int, grad_clip: float | None,
-           checkpoint_dir) -> _Run:
+           checkpoint_dir, normalize: str | None) -> _Run:
     """Move the model to ``device`` (default: where its parameters are) and build the optimiser."""
+    if normalize is not None and normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be None or one of {', '.join(NORMALIZATIONS)} (the "
+                         f"normalisation the images went through), got {normalize!r}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if amp and device.type != "cuda":
         raise ValueError("amp=True needs a CUDA device; on the CPU train in float32")
@@ -194,7 +200,7 @@ def _setup(model: nn.Module, data: Any, steps: int, *, device, amp: bool, channe
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     ckpt_path = Path(checkpoint_dir) / "last.pt" if checkpoint_dir is not None else None
     return _Run(model, opt, scaler, device, data, steps, batch_size, amp, channels_last,
-                grad_clip, momentum, loss, ckpt_path)
+                grad_clip, momentum, loss, ckpt_path, normalize)
 
 
 def _resume(run: _Run, path: str | os.PathLike) -> None:
@@ -216,6 +222,11 @@ def _resume(run: _Run, path: str | os.PathLike) -> None:
             raise CheckpointError(f"the optimizer state in {path} does not fit this model's "
                                   f"parameters ({exc}); train again or load only the "
                                   "weights") from exc
+    saved = stored_normalization(ckpt)
+    if None not in (saved, run.normalize) and saved != run.normalize:
+        raise CheckpointError(f"{path} was trained on images normalised with {saved!r}, not "
+                              f"{run.normalize!r}: resume it with normalize={saved!r}")
+    run.normalize = saved if run.normalize is None else run.normalize  # kept for predict
     run.start = start
     if ckpt["history"] is not None:
         run.history = History(**ckpt["history"])
@@ -231,6 +242,7 @@ def _loop(run: _Run, sampler: EpochSampler, val_data, callbacks: list, progress:
     The checkpoint is saved every ``checkpoint_every`` steps, at the end and on Ctrl-C (which
     is then raised again). Returns the history; the model is left in eval mode.
     """
+    run.base_lr = [g["lr"] for g in run.opt.param_groups]  # after a resume: the saved rates
     run.model.train()
     started = time.perf_counter()
     done = run.start
@@ -336,8 +348,10 @@ def _checkpoint(run: _Run, done: int) -> None:
     for group, lr0 in zip(run.opt.param_groups, run.base_lr):
         group["lr"] = lr0
     try:
+        # normalize=None is left out: an absent entry is what "not known" looks like
+        extra = {} if run.normalize is None else {"normalize": run.normalize}
         save_checkpoint(run.ckpt_path, run.model, run.opt, done, history=run.history,
-                        rng_state=_rng_state(run.data))
+                        rng_state=_rng_state(run.data), **extra)
     finally:
         for group, lr in zip(run.opt.param_groups, scheduled):
             group["lr"] = lr

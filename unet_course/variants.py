@@ -165,8 +165,8 @@ class ReferenceUNet(_SameSizeNet):
                           nn.Conv2d(b, a, 3, padding=1), _norm(a, batch_norm),
                           nn.ReLU(inplace=True))
             for a, b in zip(w, w[1:]))
-        self.gates = nn.ModuleList(AttentionGate(a, a, a // 2, batch_norm) for a in w[:-1]) \
-            if attention else None
+        self.gates = nn.ModuleList(AttentionGate(a, a, max(a // 2, 1), batch_norm)  # >= 1 channel
+                                   for a in w[:-1]) if attention else None
         self.decoders = nn.ModuleList(make(2 * a, a) for a in w[:-1])
         self.head = nn.Conv2d(w[0], num_classes, 1)
 
@@ -234,13 +234,14 @@ class NestedUNet(_SameSizeNet):
 
     def __init__(self, in_channels: int = 3, num_classes: int = 1, depth: int = 4,
                  base_channels: int = 32, batch_norm: bool = True,
-                 deep_supervision: bool = False):
+                 deep_supervision: bool = False, prune: int | None = None):
         super().__init__()
         self._setup(in_channels, num_classes, depth, base_channels)
         self.config = dict(in_channels=in_channels, num_classes=num_classes, depth=depth,
                            base_channels=base_channels, batch_norm=batch_norm,
                            deep_supervision=bool(deep_supervision))
-        w, self.deep_supervision, self.prune = self.widths, bool(deep_supervision), self.depth
+        w, self.deep_supervision = self.widths, bool(deep_supervision)
+        self.prune = self.depth if prune is None else prune
         self.nodes = nn.ModuleDict()
         for j in range(depth + 1):
             for i in range(depth + 1 - j):
@@ -251,11 +252,20 @@ class NestedUNet(_SameSizeNet):
         # the heads' losses are averaged (Zhou et al. 2018); fit reads these weights
         self.deep_supervision_weights = tuple(1 / len(columns) for _ in columns)
 
+    @property
+    def prune(self) -> int:
+        """The column whose head ``forward`` returns (1..depth), given or set; kept in config."""
+        return self._prune
+
+    @prune.setter  # kept in config, which checkpoints store and load_model rebuilds from
+    def prune(self, level: int) -> None:
+        if positive_int(level, "prune") > self.depth:
+            raise ValueError(f"prune must be in 1..{self.depth}, got {level}")
+        self._prune = self.config["prune"] = int(level)
+
     def forward_all(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Logits of every head, columns 1..prune (deep supervision) or the last one only."""
         self._check_input(x)
-        if not 1 <= self.prune <= self.depth:
-            raise ValueError(f"prune must be in 1..{self.depth}, got {self.prune}")
         X: dict[tuple[int, int], torch.Tensor] = {}
         for i in range(self.prune + 1):  # the encoder column, as deep as pruning needs
             below = x if i == 0 else F.max_pool2d(X[i - 1, 0], 2)
@@ -286,16 +296,14 @@ def _conv_norm_act(c_in: int, c_out: int, kernel: tuple[int, int], stride: tuple
 class PlainConvUNet(_SameSizeNet):
     """nnU-Net's plain U-Net, every size read from a plan: (N, C, H, W) -> (N, K, H, W).
 
-    ``features[s]``, ``conv_kernel_sizes[s]`` ((ky, kx)) and ``pool_kernel_sizes[s]``
-    ((sy, sx), (1, 1) for stage 0) describe stage s, as :class:`unet_course.plan.Plan2D`
-    holds them. Each stage has two convolution units; the first one of stages 1.. pools with
-    its stride (nnU-Net pools by strided convolution, not max pooling). The decoder upsamples
-    with a transposed convolution of kernel = stride, concatenates (upsampled first, then the
-    copy) and applies two units. H must be a multiple of the product of the strides along y,
-    W along x. With ``deep_supervision``, :meth:`forward_all` returns a head's logits at every
-    decoder resolution, finest first, and ``deep_supervision_weights`` are nnU-Net's loss
-    weights; ``forward`` always returns the finest. Weights: He initialisation with the
-    leaky ReLU's slope, biases 0 (``InitWeights_He(1e-2)``).
+    ``features[s]``, ``conv_kernel_sizes[s]`` ((ky, kx), odd, so that a k // 2 padding keeps the
+    size) and ``pool_kernel_sizes[s]`` ((sy, sx), (1, 1) for stage 0) describe stage s, as
+    :class:`unet_course.plan.Plan2D` holds them. Each stage has two convolution units; the first
+    of stages 1.. pools with its stride. The decoder upsamples with a transposed convolution of
+    kernel = stride, concatenates (upsampled first, then the copy) and applies two units. H (W)
+    must be a multiple of the product of the strides along y (x). With ``deep_supervision``,
+    :meth:`forward_all` returns a head's logits at every decoder resolution, finest first (loss
+    weights ``deep_supervision_weights``); ``forward`` the finest. He init (leaky slope), bias 0.
     """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 2, *,
@@ -378,8 +386,10 @@ def deep_supervision_weights(stages: int) -> tuple[float, ...]:
 
 def _pairs(values: Sequence[Sequence[int]], name: str, stages: int) -> list[tuple[int, int]]:
     pairs = [tuple(int(v) for v in value) for value in values]
-    if len(pairs) != stages or any(len(p) != 2 or min(p) < 1 for p in pairs):
-        raise ValueError(f"{name} needs {stages} pairs of positive ints (one per stage), "
+    odd = " odd" if name == "conv_kernel_sizes" else ""  # k // 2 padding keeps odd sizes only
+    if len(pairs) != stages or any(len(p) != 2 or min(p) < 1 or odd and not p[0] * p[1] % 2
+                                   for p in pairs):
+        raise ValueError(f"{name} needs {stages} pairs of positive{odd} ints (one per stage), "
                          f"got {values}")
     return pairs
 

@@ -13,6 +13,8 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
+
 from ..imageio import (
     guess_mask_kind,
     mask_from_labels,
@@ -84,6 +86,8 @@ class ImageFolderDataset(ImageMaskPairs):
         num_classes: 2 for binary and instance masks; 1 + the largest index for class masks
             (at least 2).
         kind: the mask kind used.
+        label_values: the distinct raw label values of all masks, sorted (int64), so a caller
+            can say what ``"auto"`` decided from, e.g. 16-bit values 0..2 read as instance ids.
         names: the image file names (relative to ``images_dir``), in natural order.
         mask_paths: the mask file of each image.
     """
@@ -132,6 +136,8 @@ class ImageFolderDataset(ImageMaskPairs):
             self.images = [im[0] for im in self.images]
 
         kind = guess_mask_kind(raws) if mask_kind == "auto" else mask_kind
+        self.label_values = np.unique(np.concatenate(
+            [np.unique(r).astype(np.int64) for r in raws])) if raws else np.zeros(0, np.int64)
         self.masks, instances = [], []
         for raw, mask_path in zip(raws, mask_paths):
             try:
@@ -188,13 +194,21 @@ class ImageFolderDataset(ImageMaskPairs):
             masks.extend(found)
         if missing:
             shown = ", ".join(p.name for p in missing[:3]) + (" ..." if len(missing) > 3 else "")
-            example = missing[0].stem
             raise FileNotFoundError(
                 f"{len(missing)} of {len(image_paths)} images in {self.images_dir} have no mask: "
-                f"{shown}. Put each mask in {self.masks_dir} under its image's name, e.g. "
-                f"{self.masks_dir / (example + '.png')} (or {example}.tif, {example}_mask.png)"
+                f"{shown}. {self._naming_advice(same, missing[0].stem)}"
             )
         return image_paths, masks
+
+    def _naming_advice(self, same: bool, example: str) -> str:
+        """How to name the masks so that they pair: in one shared folder only a tag tells them
+        from the images, so the untagged name (the image's own) must not be suggested there."""
+        if same:
+            return (f"Masks in the images' folder need a tag after the image's name, e.g. "
+                    f"{self.masks_dir / (example + '_mask.png')} (or {example}_label.png, "
+                    f"{example}_labels.tif), or go in a folder of their own given as --masks")
+        return (f"Put each mask in {self.masks_dir} under its image's name, e.g. "
+                f"{self.masks_dir / (example + '.png')} (or {example}.tif, {example}_mask.png)")
 
     def __repr__(self) -> str:
         return (f"ImageFolderDataset({str(self.images_dir)!r}, {len(self)} images, "

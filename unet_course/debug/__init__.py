@@ -13,12 +13,15 @@
   :func:`saved_activation_bytes` for the memory autograd keeps, :class:`AugmentationDraws` and
   :func:`reseed_worker` for DataLoader workers that replay one random state; and :func:`toy_blobs`, a tiny
   imbalanced segmentation task (a data set, so it lives in :mod:`unet_course.data.toy`).
+* :class:`TrainingMonitor` (in :mod:`.monitor`) records the loss and the gradient norm of
+  every step and finds the first NaN; :func:`sgd_lr_sweep` shows a learning rate diverging.
 * :func:`short_tracebacks` (in :mod:`.tracebacks`) makes a notebook show each error as the
   frames in the reader's code, the library's frames folded to one line, and the message
   wrapped to the page: how every expected error of the course is printed.
 """
 
 from ..data.toy import toy_blobs
+from .monitor import TrainingMonitor, gradient_norm, sgd_lr_sweep
 from .pitfalls import (
     AugmentationDraws,
     check_mask,
@@ -36,12 +39,15 @@ __all__ = [
     "Check",
     "ShapeTrace",
     "TraceRow",
+    "TrainingMonitor",
     "UNetReport",
     "check_mask",
     "check_unet",
     "format_short_traceback",
+    "gradient_norm",
     "reseed_worker",
     "saved_activation_bytes",
+    "sgd_lr_sweep",
     "short_tracebacks",
     "suggest_nn_name",
     "toy_blobs",

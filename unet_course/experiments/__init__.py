@@ -70,9 +70,18 @@ from .successors import (
     train_pruned_unetpp,
     train_successor,
 )
-from .training import LESSON06, RunResult, Split, em_split, otsu_scores, train_and_score
+from .training import (
+    LESSON06,
+    RunResult,
+    Split,
+    all_cell_scores,
+    em_split,
+    otsu_scores,
+    train_and_score,
+)
 
-__all__ = ["Split", "em_split", "otsu_scores", "RunResult", "train_and_score", "LESSON06",
+__all__ = ["Split", "all_cell_scores", "em_split", "otsu_scores", "RunResult", "train_and_score",
+           "LESSON06",
            "torch_threads",
            # lesson 02
            "SKIP_MODES", "SkipUNet", "compare_skips",

@@ -14,7 +14,14 @@
 from __future__ import annotations
 
 from .diagram import FeatureMap, draw_unet, unet_feature_maps
-from .plots import BOOK_FONT_SIZES, book_style, error_overlay, label_colors, plot_history
+from .plots import (
+    BOOK_FONT_SIZES,
+    book_style,
+    error_overlay,
+    label_colors,
+    matched_label_images,
+    plot_history,
+)
 from .visdom_logger import VisdomLogger
 
 __all__ = [
@@ -25,6 +32,7 @@ __all__ = [
     "draw_unet",
     "error_overlay",
     "label_colors",
+    "matched_label_images",
     "plot_history",
     "unet_feature_maps",
 ]

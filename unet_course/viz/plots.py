@@ -9,7 +9,7 @@ from matplotlib.colors import ListedColormap
 
 from ..validation import is_int, positive_int
 
-__all__ = ["error_overlay", "label_colors", "plot_history"]
+__all__ = ["error_overlay", "label_colors", "matched_label_images", "plot_history"]
 
 # Label colours are drawn from [0.25, 1] per RGB channel: never so dark that a cell could be
 # mistaken for the black background.
@@ -54,6 +54,26 @@ def label_colors(labels, seed: int = 1) -> ListedColormap:
     colors = np.random.default_rng(seed).uniform(_DARKEST, 1.0, size=(highest + 1, 3))
     colors[0] = 0.0
     return ListedColormap(colors)
+
+
+def matched_label_images(pred, truth, matches: dict[int, tuple[int, float]],
+                         seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """RGB (H, W, 3) images of ``truth`` and ``pred`` in which a matched pair shares one colour.
+
+    ``matches`` is :func:`unet_course.instance_metrics.match_instances` (true id -> (predicted
+    id, IoU)). Background is black; a true cell without a match is white in the truth panel, and
+    a predicted cell that matches no true cell (an extra piece of a split, a false cell) is gray
+    in the prediction panel, so a reader sees at a glance what was missed and what was added.
+    """
+    pred, truth = np.asarray(pred), np.asarray(truth)
+    colors = np.random.default_rng(seed).uniform(_DARKEST, 1.0, size=(int(truth.max()) + 1, 3))
+    truth_rgb, pred_rgb = np.zeros(truth.shape + (3,)), np.zeros(pred.shape + (3,))
+    pred_rgb[pred > 0] = 0.5  # unmatched predictions stay gray
+    for t, (p, _) in matches.items():
+        truth_rgb[truth == t] = colors[t] if p else 1.0
+        if p:
+            pred_rgb[pred == p] = colors[t]
+    return truth_rgb, pred_rgb
 
 
 def plot_history(history, ax=None, smooth: int = 10):

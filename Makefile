@@ -45,7 +45,7 @@ book: $(STAMP)
 
 # One pytest run: unit tests, the book-build test and every notebook compared with its stored outputs.
 test: $(STAMP) data
-	UNET_COURSE_PROFILE=quick $(BIN)/python -m pytest tests $(NBVAL_FLAGS) notebooks
+	UNET_COURSE_PROFILE=quick $(BIN)/python -m pytest tests $(NBVAL_FLAGS) notebooks --durations=25
 
 unit: $(STAMP)
 	UNET_COURSE_PROFILE=quick $(BIN)/python -m pytest tests
@@ -53,9 +53,13 @@ unit: $(STAMP)
 nbval: $(STAMP) data
 	UNET_COURSE_PROFILE=quick $(BIN)/python -m pytest $(NBVAL_FLAGS) notebooks
 
+# While they run, the size of every figure's smallest text is logged to book/figure_text.jsonl
+# (tests/test_figure_text.py checks it; benchmarks/book_legibility.py reports it per page).
 notebooks: $(STAMP) data
-	UNET_COURSE_PROFILE=quick $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+	UNET_COURSE_PROFILE=quick UNET_COURSE_FIGURE_TEXT_LOG=$(CURDIR)/book/figure_text.jsonl \
+		$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.timeout=600 $(NOTEBOOKS)
+	$(BIN)/python benchmarks/book_legibility.py --prune
 
 # The published elasticdeform wheel was built against NumPy 1; build it from source instead.
 $(BENCH_STAMP): pyproject.toml $(STAMP)

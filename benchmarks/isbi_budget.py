@@ -9,7 +9,13 @@ training slices with ``--threads`` (2) torch threads, then predicts each held-ou
 * ``monai``  MONAI ``BasicUNet(spatial_dims=2, in_channels=1, out_channels=2)`` (default features)
   and ``smp``: segmentation-models-pytorch ``Unet("resnet34", encoder_weights=None)``, both with
   Adam (lr 1e-3), cross-entropy, batches of 2 random 256 x 256 crops, flips, 90-degree turns;
-* ``otsu``   ``unet_course.baseline.threshold_segmentation``, no training.
+* ``otsu``   ``unet_course.baseline.threshold_segmentation``, no training;
+* ``allcell`` every pixel "cell": the error of saying nothing (Rand error near 1).
+
+With ``--symmetries`` every trained net is also scored on the mean of its predictions over the
+8 symmetries of the square (test-time augmentation, 8x the inference; the course's nets through
+``predict_probabilities(..., symmetries=True)``, the peers' the same way here), in two more
+columns. ``--seeds 0,1,2`` trains each recipe once per seed; the table gives min-max.
 
 Training ends at the first step that would start after the budget is spent (a step is never cut
 short, as in the course's ``fit``). Pixel and Rand error are each taken at the threshold of
@@ -17,7 +23,8 @@ P(cell) (``--thresholds`` in [0.05, 0.95]) with the lowest mean over the held-ou
 recipe and metric, chosen on those slices (optimistic for all alike; shown). Otsu: its binary map.
 
 Run (about 4 x budget + a few minutes): ``make bench`` or
-``.venv/bin/python benchmarks/isbi_budget.py [--budget 8] [--only cpu,monai] [--json out.json]``.
+``.venv/bin/python benchmarks/isbi_budget.py [--budget 8] [--only cpu,monai] [--seeds 0,1,2]
+[--symmetries] [--json out.json]``.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from unet_course.metrics import pixel_error, rand_error
 from unet_course.presets import train
 from unet_course.train import predict_probabilities
 
-RECIPES = ("cpu", "paper", "monai", "smp", "otsu")
+RECIPES = ("cpu", "paper", "monai", "smp", "otsu", "allcell")
 SHARED_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "isbi2012"
 CROP, BATCH = 256, 2
 
@@ -131,6 +138,17 @@ def run_peer(name: str, images, masks, budget_s: float, seed: int):
     return model.eval(), steps, mean_step(stamps, time.perf_counter() - start, steps)
 
 
+def over_symmetries(predict, image: np.ndarray) -> np.ndarray:
+    """Mean of ``predict`` over the 8 symmetries of the square, each map turned back."""
+    total = np.zeros(image.shape, np.float64)
+    for mirror in (False, True):
+        for turns in range(4):
+            x = np.rot90(image[:, ::-1] if mirror else image, turns)
+            y = np.rot90(predict(np.ascontiguousarray(x)), -turns)
+            total += y[:, ::-1] if mirror else y
+    return (total / 8).astype(np.float32)
+
+
 @torch.no_grad()
 def predict_peer(model: torch.nn.Module, image: np.ndarray, multiple: int = 32) -> np.ndarray:
     """P(cell) for a whole slice; edges mirrored up to a multiple of 32 (smp needs it)."""
@@ -155,49 +173,69 @@ def score(preds: list[np.ndarray], masks: np.ndarray, thresholds: np.ndarray) ->
             "pixel_threshold": float(thresholds[i]), "rand_threshold": float(thresholds[j])}
 
 
-def run_recipe(name: str, args, train_set, test_images) -> tuple[dict, list[np.ndarray]]:
+def run_recipe(name: str, args, train_set, test_images, seed: int):
+    """(row, predictions, predictions averaged over symmetries or None) of one recipe."""
     budget_s = args.budget * 60
-    if name == "otsu":
-        return {"label": "Otsu + opening (no training)", "params": 0, "steps": 0,
-                "s_per_step": None}, [threshold_segmentation(im) for im in test_images]
+    if name in ("otsu", "allcell"):
+        label = {"otsu": "Otsu + opening (no training)", "allcell": "all cell (no training)"}
+        preds = [threshold_segmentation(im) if name == "otsu" else np.ones(im.shape, np.uint8)
+                 for im in test_images]
+        return {"label": label[name], "params": 0, "steps": 0, "s_per_step": None}, preds, None
     if name in ("monai", "smp"):
-        model, steps, sps = run_peer(name, *train_set, budget_s, args.seed)
-        preds = [predict_peer(model, im) for im in test_images]
+        model, steps, sps = run_peer(name, *train_set, budget_s, seed)
+        predict = lambda im: predict_peer(model, im)  # noqa: E731
         label = ("MONAI BasicUNet (default features 32-32-64-128-256-32)" if name == "monai"
                  else "smp Unet resnet34 (no pretrained weights)")
     else:
         extra = {} if name == "cpu" else {"base_channels": args.paper_base, "tile": args.paper_tile}
-        model, steps, sps = run_course(name, *train_set, budget_s, args.seed, **extra)
-        preds = [predict_probabilities(model, im) for im in test_images]
+        model, steps, sps = run_course(name, *train_set, budget_s, seed, **extra)
+        predict = lambda im: predict_probabilities(model, im)  # noqa: E731
         label = "course `cpu` (base 16, tile 256, batch 1)" if name == "cpu" else (
             f"course `paper` at base {args.paper_base} (paper: 64), tile "
             f"{model.valid_input_size(args.paper_tile)} (paper: 572)")
+    preds = [predict(im) for im in test_images]
+    averaged = None
+    if args.symmetries:
+        if name in ("cpu", "paper"):  # the package's own option, tested against this one
+            averaged = [predict_probabilities(model, im, symmetries=True) for im in test_images]
+        else:
+            averaged = [over_symmetries(predict, im) for im in test_images]
     params = sum(p.numel() for p in model.parameters())
-    return {"label": label, "params": params, "steps": steps, "s_per_step": sps}, preds
+    return {"label": label, "params": params, "steps": steps, "s_per_step": sps}, preds, averaged
 
 
 # ------------------------------------------------------------------------------ output
-def fmt_error(value: float, threshold: float | None) -> str:
-    return f"{value:.4f}" + ("" if threshold is None else f" (t={threshold:.2f})")
+def spread(runs: list[dict], key: str, fmt: str = "{:.4f}") -> str:
+    """One run's value, or min-max over the runs (seeds)."""
+    values = [r[key] for r in runs if r.get(key) is not None]
+    if not values:
+        return "-"
+    lo, hi = min(values), max(values)
+    return fmt.format(lo) if len(values) == 1 or fmt.format(lo) == fmt.format(hi) else (
+        f"{fmt.format(lo)}-{fmt.format(hi)}")
 
 
 def print_table(results: dict, args, n_test: int) -> None:
+    seeds = ",".join(map(str, args.seeds))
     print(f"\nISBI 2012, {args.budget:g} min of training per recipe on slices 0-{args.train - 1}, "
-          f"scored on {n_test} held-out slices, seed {args.seed}\n")
-    print("| recipe | params | steps | s/step | pixel error | Rand error |")
-    print("|---|---|---|---|---|---|")
-    for r in results.values():
-        sps = "-" if r["s_per_step"] is None else f"{r['s_per_step']:.2f}"
-        print(f"| {r['label']} | {r['params'] / 1e6:.2f} M | {r['steps']} | {sps} "
-              f"| {fmt_error(r['pixel_error'], r['pixel_threshold'])} "
-              f"| {fmt_error(r['rand_error'], r['rand_threshold'])} |")
-    print(f"\nBudget {args.budget:g} min per recipe, {torch.get_num_threads()} torch threads, "
-          f"CPU {cpu_model()}, torch {torch.__version__}.")
-    print("Errors: mean over held-out slices at the threshold t of P(cell) with the lowest mean "
-          f"(of {args.thresholds} in [0.05, 0.95], chosen on the held-out slices; Otsu: its "
-          "binary output). s/step: mean after the first 10 steps (of all, below 20 steps). "
-          "The paper's own 64 channels "
-          "and 572 tiles are far too slow on a CPU: see the `paper` row for what was used.")
+          f"scored on {n_test} held-out slices, seed(s) {seeds}\n")
+    sym = " pixel error, 8 symmetries | Rand error, 8 symmetries |" if args.symmetries else ""
+    print(f"| recipe | params | steps | s/step | pixel error | Rand error |{sym}")
+    print("|---|---|---|---|---|---|" + ("---|---|" if args.symmetries else ""))
+    for runs in results.values():
+        row = (f"| {runs[0]['label']} | {runs[0]['params'] / 1e6:.2f} M "
+               f"| {spread(runs, 'steps', '{:d}')} | {spread(runs, 's_per_step', '{:.2f}')} "
+               f"| {spread(runs, 'pixel_error')} | {spread(runs, 'rand_error')} |")
+        if args.symmetries:
+            row += f" {spread(runs, 'sym_pixel_error')} | {spread(runs, 'sym_rand_error')} |"
+        print(row)
+    print(f"\nBudget {args.budget:g} min per recipe and seed, {torch.get_num_threads()} torch "
+          f"threads, CPU {cpu_model()}, torch {torch.__version__}. Several seeds: min-max.")
+    print("Errors: mean over held-out slices at the threshold of P(cell) with the lowest mean "
+          f"(of {args.thresholds} in [0.05, 0.95], chosen on the held-out slices per run; Otsu "
+          "and all-cell: their binary output). s/step: mean after the first 10 steps (of all, "
+          "below 20 steps). The paper's own 64 channels and 572 tiles are far too slow on a "
+          "CPU: see the `paper` row for what was used.")
 
 
 def parse_args() -> argparse.Namespace:
@@ -206,7 +244,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--train", type=int, default=24, help="first N slices train (24)")
     p.add_argument("--test", type=int, default=None, help="held-out slices (default: the rest)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (2)")
-    p.add_argument("--seed", type=int, default=0, help="seed of weights and tiles (0)")
+    p.add_argument("--seeds", default="0", help="seeds of weights and tiles, e.g. 0,1,2 (0)")
+    p.add_argument("--symmetries", action="store_true",
+                   help="also score each net averaged over the 8 symmetries of the square")
     p.add_argument("--paper-base", type=int, default=16, help="paper preset's base channels (16)")
     p.add_argument("--paper-tile", type=int, default=380, help="paper preset's input tile (380)")
     p.add_argument("--thresholds", type=int, default=19, help="thresholds swept (19)")
@@ -217,6 +257,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--json", type=Path, default=None, help="also write the numbers to this file")
     args = p.parse_args()
     args.only = [r.strip() for r in args.only.split(",") if r.strip()]
+    try:
+        args.seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    except ValueError:
+        p.error(f"--seeds: a comma-separated list of integers, got {args.seeds!r}")
+    if not args.seeds:
+        p.error("--seeds: give at least one seed")
     unknown = sorted(set(args.only) - set(RECIPES))
     if unknown or not args.only:
         p.error(f"--only: unknown recipe(s) {', '.join(unknown) or '(none given)'}; "
@@ -240,17 +286,24 @@ def main() -> None:
     train_set = (data.images[:args.train], data.masks[:args.train])
     test_images, test_masks = data.images[args.train:end], data.masks[args.train:end]
     thresholds = np.round(np.linspace(0.05, 0.95, args.thresholds), 3)
-    results = {}
+    results: dict[str, list[dict]] = {}
     for name in args.only:
-        log(f"{name}: {'scoring' if name == 'otsu' else f'training {args.budget:g} min'} ...")
-        row, preds = run_recipe(name, args, train_set, test_images)
-        results[name] = {**row, **score(preds, test_masks, thresholds)}
-        log(f"{name}: {row['steps']} steps, scored")
+        for seed in args.seeds if name not in ("otsu", "allcell") else args.seeds[:1]:
+            log(f"{name}, seed {seed}: "
+                f"{'scoring' if name in ('otsu', 'allcell') else f'training {args.budget:g} min'}")
+            row, preds, averaged = run_recipe(name, args, train_set, test_images, seed)
+            run = {**row, "seed": seed, **score(preds, test_masks, thresholds)}
+            if averaged is not None:
+                run.update({f"sym_{k}": v for k, v in score(averaged, test_masks,
+                                                             thresholds).items()})
+            results.setdefault(name, []).append(run)
+            log(f"{name}, seed {seed}: {row['steps']} steps, pixel {run['pixel_error']:.4f}, "
+                f"Rand {run['rand_error']:.4f}")
     print_table(results, args, len(test_images))
     if args.json is not None:
         meta = {"budget_min": args.budget, "threads": torch.get_num_threads(), "cpu": cpu_model(),
                 "torch": torch.__version__, "train_slices": args.train, "test_slices":
-                len(test_images), "seed": args.seed, "thresholds": thresholds.tolist()}
+                len(test_images), "seeds": args.seeds, "thresholds": thresholds.tolist()}
         args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
 
 

@@ -58,6 +58,25 @@ def test_predict_any_image_size(checkpoint, tmp_path, capsys):
     assert mask.shape == (77, 93) and set(np.unique(mask)) <= {0, 255}
 
 
+def test_predict_with_symmetries_is_the_mean_of_the_turned_images(checkpoint, tmp_path):
+    # A float32 TIFF keeps the probabilities exact enough to compare the CLI with the package.
+    from unet_course.imageio import prepare_image, read_image
+    from unet_course.predict import predict_probabilities
+    from unet_course.train import load_model
+
+    rng = np.random.default_rng(1)
+    Image.fromarray((rng.random((64, 80)) * 255).astype(np.uint8)).save(tmp_path / "in.png")
+    for flag, name in ((["--symmetries"], "sym.tif"), ([], "plain.tif")):
+        subprocess.run([sys.executable, "-m", "unet_course", "predict", str(tmp_path / "in.png"),
+                        "--checkpoint", str(checkpoint), "--out", str(tmp_path / name),
+                        "--probabilities", *flag], check=True, capture_output=True)
+    sym, plain = (np.asarray(Image.open(tmp_path / n), np.float32) for n in ("sym.tif", "plain.tif"))
+    model = load_model(checkpoint)
+    image = prepare_image(read_image(tmp_path / "in.png"), "none")
+    assert np.allclose(sym, predict_probabilities(model, image, symmetries=True), atol=1e-5)
+    assert not np.allclose(sym, plain, atol=1e-3)  # 3 steps of training: far from symmetric
+
+
 @pytest.mark.parametrize("case, message", [
     ("missing_image", "no image at"),
     ("not_an_image", "cannot read"),

@@ -211,6 +211,19 @@ def test_out_of_memory_suggests_a_smaller_tile(monkeypatch, run, tmp_path, capsy
     assert rc == 2 and "out of memory" in line and "--tile-size" in line
 
 
+def test_a_failed_cpu_allocation_is_out_of_memory_not_a_bug(monkeypatch, run, tmp_path, capsys):
+    def no_memory(args):
+        torch.empty(2**62, dtype=torch.uint8)  # 4 EiB: torch's CPU allocator refuses it
+
+    monkeypatch.setattr(cli_predict, "_predict", no_memory)
+    rc = main(["predict", str(run / "in.png"), "--checkpoint", str(run / "last.pt"),
+               "--out", str(tmp_path / "m.png")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    line = error_line(err)
+    assert "out of memory" in line and "--tile-size" in line
+
+
 def test_a_bug_keeps_its_traceback_and_asks_for_a_report(monkeypatch, run, tmp_path, capsys):
     def bug(args):
         return {}["no such key"]

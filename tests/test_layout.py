@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("sizes and pixels", {"geometry", "mirror", "postprocess", "_imagefile"}),
     ("the paper's parts", {"model", "weights", "losses", "metrics", "baseline", "imageio",
                            "maskio", "variants", "instance_metrics"}),
-    ("images and data", {"memory", "tiling", "predict", "augment", "data"}),
+    ("images and data", {"memory", "tiling", "predict", "interpret", "augment", "data"}),
     ("training", {"steps", "checkpoint", "_checkpoint_kinds", "fit_checks", "train", "presets",
                   "folders", "plan"}),
     ("for lessons and users", {"debug", "viz", "experiments", "__main__", "_cli_errors",

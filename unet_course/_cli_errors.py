@@ -125,12 +125,20 @@ def one_line(exc: BaseException, limit: int | None = None) -> str:
 
 
 def out_of_memory(exc: BaseException) -> bool:
-    """True for ``MemoryError`` and for torch's out-of-memory errors (RuntimeErrors)."""
+    """True for ``MemoryError`` and for torch's out-of-memory errors (RuntimeErrors).
+
+    torch reports a failed CPU allocation as a plain RuntimeError ("DefaultCPUAllocator: can't
+    allocate memory", or "not enough memory" in older releases), CUDA as ``OutOfMemoryError``
+    and MPS with "out of memory" in the message.
+    """
     if isinstance(exc, MemoryError):
         return True
     oom = getattr(sys.modules.get("torch"), "OutOfMemoryError", None)  # CUDA and recent torch
-    return (oom is not None and isinstance(exc, oom)) or (
-        isinstance(exc, RuntimeError) and "out of memory" in str(exc))  # MPS, older torch
+    if oom is not None and isinstance(exc, oom):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text or ("CPUAllocator" in text and "memory" in text))
 
 
 def exit_status(exc: BaseException, args: argparse.Namespace) -> int:

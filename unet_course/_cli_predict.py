@@ -9,6 +9,9 @@ stores). What is written depends on the network:
 * more classes: each pixel's most probable class (0 .. C-1; 8-bit, 16-bit above 256 classes),
   or with --probabilities every class's probability (float32 TIFF, page k = class k).
 
+With --symmetries the probabilities are the mean over the 8 symmetries of the square (each
+prediction turned back), the test-time augmentation of the paper's ISBI 2012 entry.
+
 An --out that would destroy a file the run reads (the image, the checkpoint) or write through
 a symbolic link is refused; an ordinary existing file is replaced, as a re-run expects.
 """
@@ -142,7 +145,8 @@ def _predict(args: argparse.Namespace) -> None:
     if normalize is None:
         _note_unknown_normalization(Path(args.checkpoint), Path(args.image))
     image = prepare_image(image, normalize)
-    probs = predict_class_probabilities(model.to(dev), image, tile_size=args.tile_size)
+    probs = predict_class_probabilities(model.to(dev), image, tile_size=args.tile_size,
+                                        symmetries=args.symmetries)
     bad = ~np.isfinite(probs).all(0)
     if bad.any():  # NaN > threshold is False, and argmax picks it: it would pass for a class
         raise FloatingPointError(f"--checkpoint {args.checkpoint} gives NaN for "
@@ -173,4 +177,8 @@ def add_parser(sub) -> None:
                          help="write probabilities instead of a mask: of cell as a 16-bit PNG "
                               "(0..65535) for .png or a float32 TIFF for .tif; of every class, "
                               "one TIFF page each, for a network of more than two classes")
+    predict.add_argument("--symmetries", action="store_true",
+                         help="average the predictions of the image turned by 0, 90, 180 and "
+                              "270 degrees, each also mirrored (8 times the work; test-time "
+                              "augmentation)")
     predict.set_defaults(func=_predict)

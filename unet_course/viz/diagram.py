@@ -6,8 +6,9 @@
 whatever its depth, width, padding or input size.
 
 The drawing goes in named steps: place the rows (:func:`_row_layout`), place the boxes
-(:func:`_place_boxes`, one :class:`_Box` per feature map), then draw boxes, arrows, the two
-ends' captions, the legend and the title. Every length is in points (1 data unit = 1 pt).
+(:func:`_place_boxes`, one :class:`_Box` per feature map), then draw boxes, arrows, the legend
+(which also names the two ends, "input image tile" and "output segmentation map") and the
+title. Every length is in points (1 data unit = 1 pt).
 """
 
 from __future__ import annotations
@@ -28,22 +29,20 @@ __all__ = ["FeatureMap", "draw_unet", "unet_feature_maps"]  # the first and last
 
 
 # ----------------------------------------------------------------------------- layout
-# Font sizes (pt): channel counts above the boxes, rotated sizes beside them, legend and captions.
-_FS_CHANNELS, _FS_SIZE, _FS_LEGEND = 13.0, 12.5, 14.0  # ~10 px in a 680-px column
+# Font sizes (pt): channel counts above the boxes, rotated sizes beside them, legend and title.
+# The figure is drawn 1 pt = 1 data unit, about 750 pt wide for the paper's net (1040 px at
+# 100 dpi), so a 676-px book column shows its smallest text, 13.5 pt, at about 12 px.
+_FS_CHANNELS, _FS_SIZE, _FS_LEGEND = 14.0, 13.5, 14.0
 _COLUMN_GAP = 22.0   # between neighbouring boxes of a row: room for a size label and an arrow
 _ROW_GAP = 32.0      # between rows: a channel label and a vertical arrow
 _TOP_HEIGHT = 132.0  # box height of the largest map
-_BOX_MIN_WIDTH, _BOX_WIDTH_SPAN = 3.0, 29.0  # a 1-channel map stays visible; the widest is 32 pt
+_BOX_MIN_WIDTH, _BOX_WIDTH_SPAN = 3.0, 21.0  # a 1-channel map stays visible; the widest is 24 pt
 _SIZE_LABEL_ROOM = 12.0  # a box is at least its rotated size label long, plus this
 _ARROW_CLEARANCE = 4.0   # horizontal arrows pass this far above a size label's end, and
                          # vertical ones stop this far beyond a channel label
 _LABEL_GAP = 1.5     # from a box's edge to its channel label (above) and size label (left)
 _LABEL_ROOM = 3.0    # extra room counted around labels when sizing the figure
-_CAPTION_GAP = 8.0   # from the first and last box to "input image tile" / "output ... map"
-# "input" and "segmentation" are about 3.0 and 7.2 em wide: what the captions need beside the U
-_INPUT_CAPTION_EM, _OUTPUT_CAPTION_EM = 3.0, 7.2
-_LEGEND_INDENT = 30.0  # right of the level-1 boxes, in the empty corner below level 0
-_LEGEND_DROP = 22.0    # below the level-0 boxes
+_LEGEND_GAP = 16.0     # the legend keeps this far from the boxes and labels around it
 _LEGEND_ROW_GAP = 7.0  # between legend lines (added to the font size)
 _LEGEND_ARROW, _LEGEND_TEXT_AT = 24.0, 30.0  # sample arrow length; where its text starts
 _LEGEND_EM_PER_CHAR = 0.55  # average width of a legend character, in em
@@ -229,51 +228,69 @@ def _draw_arrows(ax: Axes, boxes: list[_Box], arrow_y: list[float]) -> None:
 
 
 def _legend_entries(model: UNet) -> list[tuple[str, str]]:
+    """(kind, meaning) per legend line, in the order the data flow: the input tile, the arrows
+    (operations), the output map. ``input`` and ``output`` are box colours, the rest arrows."""
     first = model.inc[0]
     conv = "conv 3x3" + (", zero-padded" if first.padding != (0, 0) else "")
     conv += ", BN, ReLU" if any(isinstance(m, nn.BatchNorm2d) for m in model.inc) else ", ReLU"
     up = model.ups[0].up
     upconv = "up-conv 2x2" if isinstance(up, nn.ConvTranspose2d) else "bilinear up 2x, conv 1x1"
-    return [("conv", conv), ("copy", "copy and crop"), ("pool", "max pool 2x2"),
-            ("upconv", upconv), ("head", "conv 1x1")]
+    return [("input", "input image tile"), ("conv", conv), ("copy", "copy and crop"),
+            ("pool", "max pool 2x2"), ("upconv", upconv), ("head", "conv 1x1"),
+            ("output", "output segmentation map")]
 
 
-def _draw_captions(ax: Axes, boxes: list[_Box], y0: float, extent: _Extent) -> None:
-    """The paper's words at the two ends of the U."""
-    first, last = boxes[0], boxes[-1]
-    ax.text(first.left - _FS_SIZE - _CAPTION_GAP, y0, "input\nimage\ntile", ha="right",
-            va="center", fontsize=_FS_LEGEND, linespacing=1.15)
-    ax.text(last.right + _CAPTION_GAP, y0, "output\nsegmentation\nmap", ha="left", va="center",
-            fontsize=_FS_LEGEND, linespacing=1.15)
-    extent.grow(first.left - _FS_SIZE - _CAPTION_GAP - _FS_LEGEND * _INPUT_CAPTION_EM,
-                last.right + _CAPTION_GAP + _FS_LEGEND * _OUTPUT_CAPTION_EM, y0, y0)
+def _row_left(boxes: list[_Box], level: int) -> float:
+    """Where a row's leftmost box begins, with the size label on its left."""
+    return min(b.left for b in boxes if b.fmap.level == level) - _FS_SIZE - _LABEL_ROOM
 
 
 def _draw_legend(ax: Axes, model: UNet, boxes: list[_Box], extent: _Extent) -> None:
-    """A sample arrow and its meaning per line, in the empty corner right of the lower levels."""
-    lx = max(b.right for b in boxes if b.fmap.level >= 1) + _LEGEND_INDENT
-    ly = min(b.bottom for b in boxes if b.fmap.level == 0) - _LEGEND_DROP
-    for k, (kind, text) in enumerate(_legend_entries(model)):
+    """A sample (box colour or arrow) and its meaning per line, in the empty lower-left corner.
+
+    The paper writes "input image tile" and "output segmentation map" beside the two ends of the
+    U; here they are legend lines, which keeps the figure narrow enough for the book's column.
+    The U steps to the right as it goes down, so below the top rows and left of the deeper ones
+    there is room: the legend goes below the highest row whose deeper rows all begin to its
+    right (below the whole U if there is no such row).
+    """
+    entries = _legend_entries(model)
+    width = _LEGEND_TEXT_AT + _LEGEND_EM_PER_CHAR * _FS_LEGEND * max(len(t) for _, t in entries)
+    lx = extent.x0 + _LABEL_ROOM
+    depth = max(b.fmap.level for b in boxes)
+    above = depth  # the legend sits below the row of this level
+    for level in range(1, depth + 1):
+        if all(_row_left(boxes, lv) >= lx + width + _LEGEND_GAP
+               for lv in range(level, depth + 1)):
+            above = level - 1
+            break
+    ly = min(b.bottom for b in boxes if b.fmap.level == above) - _LEGEND_GAP - _FS_LEGEND / 2
+    for k, (kind, text) in enumerate(entries):
         yy = ly - k * (_FS_LEGEND + _LEGEND_ROW_GAP)
-        _arrow(ax, lx, yy, lx + _LEGEND_ARROW, yy, kind)
+        if kind in ("input", "output"):  # a small box in the colour of the end maps
+            ax.add_patch(Rectangle((lx + _LEGEND_ARROW / 2 - 4, yy - _FS_LEGEND / 2), 8,
+                                   _FS_LEGEND, facecolor=_COLORS[kind],
+                                   edgecolor=_COLORS["edge"], lw=0.9, gid=f"legend:{kind}"))
+        else:
+            _arrow(ax, lx, yy, lx + _LEGEND_ARROW, yy, kind)
         ax.text(lx + _LEGEND_TEXT_AT, yy, text, ha="left", va="center", fontsize=_FS_LEGEND)
-        extent.grow(lx, lx + _LEGEND_TEXT_AT + _LEGEND_EM_PER_CHAR * _FS_LEGEND * len(text),
-                    yy - _FS_LEGEND, yy)
+        extent.grow(lx, lx + width, yy - _FS_LEGEND, yy)
 
 
 def _default_title(model: UNet, maps: list[FeatureMap]) -> str:
     n_params = sum(p.numel() for p in model.parameters())
+    # two lines: one line would be wider than the U, and the figure would have to shrink
     return (f"U-Net, depth {model.depth}, {model.spec.base_channels} base channels, "
-            f"{model.padding} padding: {maps[0].size_label} → {maps[-1].size_label} "
-            f"({n_params:,} parameters)")
+            f"{model.padding} padding\n{maps[0].size_label} → {maps[-1].size_label}, "
+            f"{n_params:,} parameters")
 
 
 def _finish(fig: Figure, ax: Axes, title: str, extent: _Extent) -> None:
     """Add the title, then size the figure so that one data unit is one point."""
     if title:
         ax.text((extent.x0 + extent.x1) / 2, extent.y1 + _TITLE_GAP, title, ha="center",
-                va="bottom", fontsize=_FS_LEGEND + 1.5)
-        extent.y1 += _TITLE_GAP + 2 * _FS_LEGEND
+                va="bottom", fontsize=_FS_LEGEND + 1.5, linespacing=1.25)
+        extent.y1 += _TITLE_GAP + (title.count("\n") + 1) * 1.4 * (_FS_LEGEND + 1.5)
     x0, x1 = extent.x0 - _MARGIN, extent.x1 + _MARGIN
     y0, y1 = extent.y0 - _MARGIN, extent.y1 + _MARGIN
     fig.set_size_inches((x1 - x0) / _POINTS_PER_INCH, (y1 - y0) / _POINTS_PER_INCH)
@@ -295,7 +312,8 @@ def draw_unet(
     left; its height grows with the spatial size, its width with the number of channels.
     White boxes are the cropped copies from the contracting path; dashed lines inside a
     contracting-path box mark the part that is copied. Arrows: conv 3x3 + ReLU, max pool 2x2,
-    up-conv 2x2, copy and crop, conv 1x1, explained in a legend.
+    up-conv 2x2, copy and crop, conv 1x1, explained in a legend in the lower-left corner, which
+    also shows the colours of the input tile (gray) and the output segmentation map (green).
 
     Args:
         model: a :class:`~unet_course.UNet` of any depth, width, padding or up-sampling mode.
@@ -317,7 +335,6 @@ def draw_unet(
     extent = _Extent()
     _draw_boxes(ax, boxes, extent)
     _draw_arrows(ax, boxes, arrow_y)
-    _draw_captions(ax, boxes, y[0], extent)
     _draw_legend(ax, model, boxes, extent)
     _finish(fig, ax, _default_title(model, maps) if title is None else title, extent)
     return fig

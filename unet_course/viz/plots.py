@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.colors import ListedColormap
 
 from ..validation import is_int, positive_int
+from .legibility import LOG_VARIABLE, record_figure_text
 
 __all__ = ["error_overlay", "label_colors", "matched_label_images", "plot_history"]
 
@@ -110,10 +113,11 @@ def plot_history(history, ax=None, smooth: int = 10):
     return ax
 
 
-#: Text sizes (points) for figures shown at the book's column width. A figure is drawn W inches
-#: wide and shrunk to the column, about 680 px, so its text appears at size * 680 / (72 * W)
-#: pixels: at matplotlib's default 10 pt an 11-inch figure's labels come out at 8.5 px, half the
-#: body text. 12 pt keeps figures up to 11 inches at 10 px or more.
+#: Text sizes (points) for figures shown at the book's column width. At 100 dpi (the notebooks')
+#: text of s pt is drawn s * 100 / 72 px high; a PNG wider than the column (676 px at a 1280-px
+#: window) is shrunk to it, so 11-pt text stays at 11 px or more only in figures at most
+#: 11 * 100 / 72 * 676 / 11 = 939 px, about 9.3 inches, wide. The lessons keep their figures
+#: within that width and their text at 11 pt or more (tests/test_figure_text.py measures it).
 BOOK_FONT_SIZES = {"font.size": 12.0, "axes.titlesize": 13.0, "axes.labelsize": 12.0,
                    "legend.fontsize": 11.0, "figure.titlesize": 14.0}
 
@@ -122,6 +126,12 @@ def book_style() -> None:
     """Set matplotlib's text sizes so that the lessons' figures stay legible in the book.
 
     Changes only :data:`BOOK_FONT_SIZES` in ``matplotlib.rcParams``, for the running session;
-    call it once after importing pyplot. Figures made before the call keep their sizes.
+    call it once after importing pyplot. Figures made before the call keep their sizes. When the
+    environment variable ``UNET_COURSE_FIGURE_TEXT_LOG`` names a file (``make notebooks`` sets
+    it), the smallest text of every figure shown from now on is logged there
+    (:func:`unet_course.viz.legibility.record_figure_text`).
     """
     plt.rcParams.update(BOOK_FONT_SIZES)
+    log = os.environ.get(LOG_VARIABLE)
+    if log:
+        record_figure_text(log)

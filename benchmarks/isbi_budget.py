@@ -15,7 +15,10 @@ training slices with ``--threads`` (2) torch threads, then predicts each held-ou
 With ``--symmetries`` every trained net is also scored on the mean of its predictions over the
 8 symmetries of the square (test-time augmentation, 8x the inference; the course's nets through
 ``predict_probabilities(..., symmetries=True)``, the peers' the same way here), in two more
-columns. ``--seeds 0,1,2`` trains each recipe once per seed; the table gives min-max.
+columns. ``--seeds 0,1,2`` trains each recipe once per seed (``--peer-seeds 0``: the recipes other
+than ``cpu`` at those seeds only); the table gives min-max.
+A course recipe may carry preset overrides after ``+`` signs, to measure a change before it
+becomes a default: ``--only cpu,cpu+elastic=false,cpu+base_channels=32``.
 
 Training ends at the first step that would start after the budget is spent (a step is never cut
 short, as in the course's ``fit``). Pixel and Rand error are each taken at the threshold of
@@ -43,7 +46,7 @@ import torch.nn.functional as F
 from unet_course.baseline import threshold_segmentation
 from unet_course.data import ISBI2012, data_dir
 from unet_course.metrics import pixel_error, rand_error
-from unet_course.presets import train
+from unet_course.presets import get_preset, train
 from unet_course.train import predict_probabilities
 
 RECIPES = ("cpu", "paper", "monai", "smp", "otsu", "allcell")
@@ -78,6 +81,37 @@ def mean_step(stamps: list[tuple[float, int]], total: float, steps: int) -> floa
 
 
 # ------------------------------------------------------------------------------ the course
+def parse_value(text: str):
+    """``"32"`` -> 32, ``"0.5"`` -> 0.5, ``"false"`` -> False, ``"none"`` -> None, else the text."""
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered == "none":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def split_recipe(name: str) -> tuple[str, dict]:
+    """``"cpu+elastic=false+lr=0.001"`` -> ("cpu", {"elastic": False, "lr": 0.001})."""
+    base, *parts = name.split("+")
+    overrides = {}
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if not sep or not key:
+            raise ValueError(f"recipe {name!r}: write overrides as +field=value, got {part!r}")
+        overrides[key] = parse_value(value)
+    if overrides and base not in ("cpu", "paper"):
+        raise ValueError(f"recipe {name!r}: only the course's presets take +field=value")
+    if overrides:
+        get_preset(base, **overrides)  # an unknown field fails now, not after an hour
+    return base, overrides
+
+
 def run_course(name: str, images, masks, budget_s: float, seed: int, **overrides):
     """Train a course preset for ``budget_s`` seconds; (model, steps, s/step)."""
     stamps: list[tuple[float, int]] = []
@@ -187,16 +221,21 @@ def run_recipe(name: str, args, train_set, test_images, seed: int):
         label = ("MONAI BasicUNet (default features 32-32-64-128-256-32)" if name == "monai"
                  else "smp Unet resnet34 (no pretrained weights)")
     else:
-        extra = {} if name == "cpu" else {"base_channels": args.paper_base, "tile": args.paper_tile}
-        model, steps, sps = run_course(name, *train_set, budget_s, seed, **extra)
+        base, overrides = split_recipe(name)
+        extra = {} if base == "cpu" else {"base_channels": args.paper_base, "tile": args.paper_tile}
+        model, steps, sps = run_course(base, *train_set, budget_s, seed, **{**extra, **overrides})
         predict = lambda im: predict_probabilities(model, im)  # noqa: E731
-        label = "course `cpu` (base 16, tile 256, batch 1)" if name == "cpu" else (
+        cpu = get_preset("cpu")
+        label = (f"course `cpu` (base {cpu.base_channels}, tile {cpu.tile}, batch "
+                 f"{cpu.batch_size}, {cpu.norm} norm)") if base == "cpu" else (
             f"course `paper` at base {args.paper_base} (paper: 64), tile "
             f"{model.valid_input_size(args.paper_tile)} (paper: 572)")
+        if overrides:
+            label += " with " + ", ".join(f"{k}={v}" for k, v in overrides.items())
     preds = [predict(im) for im in test_images]
     averaged = None
     if args.symmetries:
-        if name in ("cpu", "paper"):  # the package's own option, tested against this one
+        if name not in ("monai", "smp"):  # the package's own option, tested against this one
             averaged = [predict_probabilities(model, im, symmetries=True) for im in test_images]
         else:
             averaged = [over_symmetries(predict, im) for im in test_images]
@@ -217,8 +256,10 @@ def spread(runs: list[dict], key: str, fmt: str = "{:.4f}") -> str:
 
 def print_table(results: dict, args, n_test: int) -> None:
     seeds = ",".join(map(str, args.seeds))
+    peers = "" if args.peer_seeds == args.seeds else (
+        f" (other recipes: {','.join(map(str, args.peer_seeds))})")
     print(f"\nISBI 2012, {args.budget:g} min of training per recipe on slices 0-{args.train - 1}, "
-          f"scored on {n_test} held-out slices, seed(s) {seeds}\n")
+          f"scored on {n_test} held-out slices, seed(s) {seeds} for `cpu`{peers}\n")
     sym = " pixel error, 8 symmetries | Rand error, 8 symmetries |" if args.symmetries else ""
     print(f"| recipe | params | steps | s/step | pixel error | Rand error |{sym}")
     print("|---|---|---|---|---|---|" + ("---|---|" if args.symmetries else ""))
@@ -245,6 +286,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--test", type=int, default=None, help="held-out slices (default: the rest)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (2)")
     p.add_argument("--seeds", default="0", help="seeds of weights and tiles, e.g. 0,1,2 (0)")
+    p.add_argument("--peer-seeds", default=None,
+                   help="seeds for the recipes other than `cpu` (default: the same as --seeds)")
     p.add_argument("--symmetries", action="store_true",
                    help="also score each net averaged over the 8 symmetries of the square")
     p.add_argument("--paper-base", type=int, default=16, help="paper preset's base channels (16)")
@@ -261,9 +304,19 @@ def parse_args() -> argparse.Namespace:
         args.seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
     except ValueError:
         p.error(f"--seeds: a comma-separated list of integers, got {args.seeds!r}")
-    if not args.seeds:
-        p.error("--seeds: give at least one seed")
-    unknown = sorted(set(args.only) - set(RECIPES))
+    try:
+        args.peer_seeds = (args.seeds if args.peer_seeds is None else
+                           [int(x) for x in args.peer_seeds.split(",") if x.strip()])
+    except ValueError:
+        p.error(f"--peer-seeds: a comma-separated list of integers, got {args.peer_seeds!r}")
+    if not args.seeds or not args.peer_seeds:
+        p.error("--seeds, --peer-seeds: give at least one seed")
+    unknown = sorted(r for r in args.only if r.split("+")[0] not in RECIPES)
+    for recipe in args.only:
+        try:
+            split_recipe(recipe)
+        except (ValueError, TypeError) as exc:
+            p.error(f"--only: {exc}")
     if unknown or not args.only:
         p.error(f"--only: unknown recipe(s) {', '.join(unknown) or '(none given)'}; "
                 f"choose from {','.join(RECIPES)}")
@@ -288,7 +341,8 @@ def main() -> None:
     thresholds = np.round(np.linspace(0.05, 0.95, args.thresholds), 3)
     results: dict[str, list[dict]] = {}
     for name in args.only:
-        for seed in args.seeds if name not in ("otsu", "allcell") else args.seeds[:1]:
+        seeds = args.seeds if name.split("+")[0] == "cpu" else args.peer_seeds
+        for seed in seeds if name not in ("otsu", "allcell") else seeds[:1]:
             log(f"{name}, seed {seed}: "
                 f"{'scoring' if name in ('otsu', 'allcell') else f'training {args.budget:g} min'}")
             row, preds, averaged = run_recipe(name, args, train_set, test_images, seed)
@@ -303,7 +357,7 @@ def main() -> None:
     if args.json is not None:
         meta = {"budget_min": args.budget, "threads": torch.get_num_threads(), "cpu": cpu_model(),
                 "torch": torch.__version__, "train_slices": args.train, "test_slices":
-                len(test_images), "seeds": args.seeds, "thresholds": thresholds.tolist()}
+                len(test_images), "seeds": args.seeds, "peer_seeds": args.peer_seeds, "thresholds": thresholds.tolist()}
         args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
 
 

@@ -103,7 +103,7 @@ def test_config_is_read_by_attribute_and_is_a_plain_dict_for_checkpoints():
     assert isinstance(spec, UNetConfig) and spec.base_channels == 4 and spec.widths == [4, 8, 16]
     assert type(net.config) is dict and dict(spec) == net.config
     assert list(net.config) == ["in_channels", "num_classes", "depth", "base_channels", "padding",
-                                "batch_norm", "up_mode", "dropout"]
+                                "batch_norm", "up_mode", "dropout", "norm"]
     assert all(type(net.config[k]) is int for k in ("in_channels", "num_classes", "depth", "base_channels"))
     assert net.config["dropout"] == 0.0 and net.config["depth"] == 2
     buffer = io.BytesIO()

@@ -62,3 +62,39 @@ def test_grad_cam_is_a_map_in_zero_one_of_the_image_size(net, image):
 def test_bad_input_gives_a_clear_error(net, image, call, message):
     with pytest.raises(ValueError, match=message):
         call(net, image)
+
+
+def test_with_instance_norm_every_patch_reaches_the_region(image):
+    # the docstring's caveat: instance norm takes each channel's statistics over the whole
+    # image, so even a patch far outside the window moves the answer a little
+    torch.manual_seed(0)
+    inorm = UNet(depth=2, base_channels=4, padding="same", batch_norm=True, norm="instance",
+                 dropout=0.0)
+    changes = occlusion_map(inorm, image, corner(), patch=16)
+    assert changes[4:, 4:].min() > 0.0
+
+
+def test_patch_distances_are_chessboard_distances_to_the_region():
+    from unet_course.experiments import patch_distances
+
+    region = np.zeros((64, 64), bool)
+    region[0, 0] = True
+    d = patch_distances(region, patch=16)
+    assert d.shape == (4, 4) and d.dtype == np.float32
+    # patch (i, j) starts at (16 i, 16 j): its nearest pixel is max(16 i, 16 j) steps away
+    assert np.array_equal(d, 16 * np.maximum.outer(np.arange(4), np.arange(4)))
+
+
+def test_look_result_bins_and_the_membrane_region():
+    from unet_course.experiments import LookResult, membrane_region
+
+    look = LookResult(np.array([[0.5, 0.1], [0.2, 0.0]], np.float32),
+                      np.array([[0, 10], [40, 100]], np.float32))
+    assert look.mean_change(0, 1) == 0.5 and look.largest_change(1) == pytest.approx(0.2)
+    assert look.largest_change(32) == pytest.approx(0.2) and look.largest_change(200) == 0.0
+    mask = np.ones((20, 20), np.int64)
+    mask[10, :] = 0  # one membrane row
+    region = membrane_region(mask, centre=(10, 10), radius=3)
+    assert region.sum() == 7 and region[10, 7:14].all()
+    with pytest.raises(ValueError, match="no membrane within 3 px of"):
+        membrane_region(mask, centre=(2, 2), radius=3)

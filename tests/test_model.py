@@ -131,6 +131,7 @@ def test_shape_errors_say_what_is_wrong(paper_net):
     (dict(depth=0), ValueError, "depth"), (dict(dropout=1.0), ValueError, "dropout"),
     # a value of the wrong kind is a TypeError (the package's convention, see validation.py)
     (dict(base_channels=2.5), TypeError, "base_channels"), (dict(batch_norm="yes"), TypeError, "batch_norm"),
+    (dict(batch_norm=True, norm="group"), ValueError, "norm must be 'batch' or 'instance'"),
 ])
 def test_bad_constructor_arguments(kwargs, error, message):
     with pytest.raises(error, match=message):
@@ -159,6 +160,25 @@ def test_options_build_and_run(up_mode, batch_norm):
     n = net.valid_input_size(100)
     assert net(torch.rand(2, 3, n, n)).shape == (2, 4, net.output_size(n), net.output_size(n))
     assert any(isinstance(m, nn.BatchNorm2d) for m in net.modules()) == batch_norm
+
+
+def test_instance_norm_treats_every_tile_alone_in_training_and_in_eval():
+    net = UNet(depth=2, base_channels=4, padding="same", batch_norm=True, norm="instance",
+               dropout=0.0)  # no dropout: training mode must be deterministic here
+    norms = [m for m in net.modules() if isinstance(m, nn.InstanceNorm2d)]
+    assert len(norms) == 2 * (1 + 2 + 2) and all(m.affine for m in norms)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
+    assert UNet(**net.config).config["norm"] == "instance"  # a checkpoint's config rebuilds it
+    tiles = torch.rand(2, 1, 32, 32)
+    tiles[1] = 5 * tiles[1] + 3  # a second tile on another scale must not change the first's
+    net.train()
+    together, alone = net(tiles)[0], net(tiles[:1])[0]
+    assert torch.allclose(together, alone, atol=1e-5)
+    # a batch-norm net, by contrast, mixes the tiles' statistics in training
+    bn = UNet(depth=2, base_channels=4, padding="same", batch_norm=True, dropout=0.0).train()
+    assert not torch.allclose(bn(tiles)[0], bn(tiles[:1])[0], atol=1e-3)
+    net.eval()
+    assert torch.allclose(net(tiles[:1])[0], alone, atol=1e-5)  # eval: the same statistics
 
 
 def test_he_init_std_is_sqrt_2_over_fan_in(paper_net):

@@ -23,8 +23,9 @@ def test_cpu_preset_differs_where_lesson_06_says():
     paper, cpu = PRESETS["paper"], PRESETS["cpu"]
     changed = {f.name for f in dataclasses.fields(paper)
                if getattr(paper, f.name) != getattr(cpu, f.name)}
-    assert changed == {"name", "base_channels", "padding", "batch_norm", "dropout", "tile",
-                       "flips", "optimizer", "lr", "lr_schedule"}
+    assert changed == {"name", "base_channels", "padding", "batch_norm", "norm", "dropout",
+                       "tile", "flips", "optimizer", "lr", "lr_schedule"}
+    assert cpu.model().config["norm"] == "instance"
 
 
 def test_overrides_and_their_errors():

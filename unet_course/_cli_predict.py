@@ -12,6 +12,11 @@ stores). What is written depends on the network:
 With --symmetries the probabilities are the mean over the 8 symmetries of the square (each
 prediction turned back), the test-time augmentation of the paper's ISBI 2012 entry.
 
+A network of several input channels (modalities) takes one TIFF stack, page k = channel k, or
+one file per channel, in the order the checkpoint stores (``train --data modalities``: the
+sorted modality folder names); a count that does not match the network is a one-line error
+(:func:`~unet_course.data.modality_folders.read_modality_files`).
+
 An --out that would destroy a file the run reads (the image, the checkpoint) or write through
 a symbolic link is refused; an ordinary existing file is replaced, as a re-run expects.
 """
@@ -76,8 +81,10 @@ def _note_unknown_normalization(checkpoint: Path, image_path: Path) -> None:
     Such a net gets the reader's values, right for the 8-bit images of the course's data sets
     but not for a deeper image if the net was trained on min-max normalised folder images.
     """
-    from .imageio import bit_depth
+    from .imageio import bit_depth, count_pages
 
+    if count_pages(image_path) > 1:  # a stack of modalities: nets that read them record it
+        return
     bits = bit_depth(image_path)
     if bits > 8:
         print(f"note: {checkpoint} does not record how its training images were normalised "
@@ -122,16 +129,32 @@ def _per_class(values, fmt: str, shown: int = 10) -> str:
     return ", ".join(parts) + (f", ... ({len(values) - shown} more)" if len(values) > shown else "")
 
 
+def _channel_line(paths: list[Path], modalities, channels: int) -> str | None:
+    """Which file (or page) feeds which input channel, for a net of named or several channels."""
+    from .imageio import count_pages
+
+    names = list(modalities) if modalities else [str(k) for k in range(channels)]
+    if len(paths) > 1:
+        return "channels: " + ", ".join(f"{n} <- {p.name}" for n, p in zip(names, paths))
+    if count_pages(paths[0]) > 1:
+        return f"channels: {', '.join(names)} <- pages 0..{channels - 1} of {paths[0].name}"
+    if modalities:
+        return f"channels: {', '.join(names)} <- the {channels} channel(s) of {paths[0].name}"
+    return None
+
+
 def _predict(args: argparse.Namespace) -> None:
     import numpy as np
 
     from .checkpoint import load_checkpoint, stored_normalization
-    from .imageio import prepare_image, read_image
+    from .data.modality_folders import read_modality_files
+    from .imageio import prepare_image
     from .predict import predict_class_probabilities
     from .train import load_model
 
-    out = Path(args.out)
-    _check_out(out, Path(args.image), Path(args.checkpoint))
+    out, paths = Path(args.out), [Path(p) for p in args.image]
+    for path in paths:
+        _check_out(out, path, Path(args.checkpoint))
     threshold = _THRESHOLD if args.threshold is None else probability(args.threshold, "--threshold")
     if args.tile_size is not None:
         positive_int(args.tile_size, "--tile-size")
@@ -141,9 +164,14 @@ def _predict(args: argparse.Namespace) -> None:
         normalize = stored_normalization(load_checkpoint(args.checkpoint))
     _check_classes(args, model.num_classes, out)
     check_finite(model, f"--checkpoint {args.checkpoint}")
-    image = read_image(args.image, channels=model.in_channels)
+    modalities = getattr(model, "modalities", None)
+    image = read_modality_files(paths, model.in_channels, modalities)
+    line = _channel_line(paths, modalities, model.in_channels)
+    if line:
+        print(line)
     if normalize is None:
-        _note_unknown_normalization(Path(args.checkpoint), Path(args.image))
+        for path in paths:
+            _note_unknown_normalization(Path(args.checkpoint), path)
     image = prepare_image(image, normalize)
     probs = predict_class_probabilities(model.to(dev), image, tile_size=args.tile_size,
                                         symmetries=args.symmetries)
@@ -161,8 +189,12 @@ def add_parser(sub) -> None:
                     "checkpoint's training images were, and write the mask as a PNG (255 = "
                     "cell, 0 = membrane; for a network of more classes, each pixel's class "
                     "index 0..C-1).")
-    predict.add_argument("image", help="input image (PNG, TIFF, JPEG, ...; converted to gray "
-                                       "for 1 channel)")
+    predict.add_argument("image", nargs="+",
+                         help="input image (PNG, TIFF, JPEG, ...; converted to gray for 1 "
+                              "channel); for a net of several channels (modalities) one TIFF "
+                              "of one page per channel, or one file per channel in the "
+                              "checkpoint's order (train --data modalities: sorted folder "
+                              "names)")
     predict.add_argument("--checkpoint", required=True, help="checkpoint file, e.g. DIR/last.pt")
     predict.add_argument("--out", required=True,
                          help="mask file to write (.png; not the image, the checkpoint or a link)")

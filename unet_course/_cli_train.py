@@ -15,12 +15,19 @@ __all__ = ["add_parser"]
 # How each data set's images are normalised after reading (imageio.prepare_image), for training,
 # the held-out report and, stored in the checkpoint, predict: synthetic and ISBI images already
 # span [0, 1] at the reader's range; a user's folder is min-max normalised image by image, since
-# its bit depth and scanner vary (a 12-bit camera fills 1/16 of a 16-bit file).
-_NORMALIZE = {"synthetic-em": "none", "isbi2012": "none", "folder": "minmax"}
+# its bit depth and scanner vary (a 12-bit camera fills 1/16 of a 16-bit file); per-modality
+# folders are min-max normalised channel by channel, since every modality has its own units.
+_NORMALIZE = {"synthetic-em": "none", "isbi2012": "none", "folder": "minmax",
+              "modalities": "channel_minmax"}
 
 
 def _load_data(args: argparse.Namespace):
     """(images, masks, instances or None) of the chosen data set."""
+    return _read_data(args)[:3]
+
+
+def _read_data(args: argparse.Namespace):
+    """(images, masks, instances or None, modality names or None) of the chosen data set."""
     if args.data == "synthetic-em":
         from .data import synthetic_em
 
@@ -28,22 +35,41 @@ def _load_data(args: argparse.Namespace):
                              "--images (the number of synthetic images)")
         size = args.size if args.size is not None else 256  # None: --size not given
         images, masks, instances = synthetic_em(count, size=size, seed=args.seed)
-        return list(images), list(masks), list(instances)
+        return list(images), list(masks), list(instances), None
     if args.data == "isbi2012":
         from .data import ISBI2012
 
         data = ISBI2012(args.root, download=args.download)
-        return list(data.images), list(data.masks), None
+        return list(data.images), list(data.masks), None, None
+    from .data.modality_folders import ModalityFolderDataset
     from .folders import ImageFolderDataset
 
     if args.images is None or args.masks is None:
-        raise ValueError("--data folder needs --images DIR and --masks DIR (the same folder is "
-                         "fine when masks are named NAME_mask.png)")
+        raise ValueError(f"--data {args.data} needs --images DIR and --masks DIR" + (
+            " (the same folder is fine when masks are named NAME_mask.png)"
+            if args.data == "folder" else " (DIR of images: one folder per modality)"))
     # the reader's values: _train normalises them (_NORMALIZE) as the checkpoint tells predict to
-    data = ImageFolderDataset(args.images, args.masks, mask_kind=args.mask_kind or "auto",
-                              normalize="none")
+    reader = ImageFolderDataset if args.data == "folder" else ModalityFolderDataset
+    data = reader(args.images, args.masks, mask_kind=args.mask_kind or "auto", normalize="none")
+    modalities = getattr(data, "modalities", None)
+    if modalities is not None:
+        print(f"modalities, channel 0 first (sorted folder names): {', '.join(modalities)}")
     print(_mask_line(data, auto=args.mask_kind in (None, "auto")))
-    return list(data.images), list(data.masks), data.instances
+    return list(data.images), list(data.masks), data.instances, modalities
+
+
+def _check_resume_modalities(resume: Path, modalities: tuple[str, ...] | None) -> None:
+    """Refuse to continue a run on images whose channels are other modalities (or in another
+    order): the net would read channel k as the modality it learnt there."""
+    from .checkpoint import load_checkpoint, stored_modalities
+
+    stored = stored_modalities(load_checkpoint(resume))
+    if stored != modalities:
+        def said(names):
+            return ", ".join(names) if names else "none named"
+        raise ValueError(f"--resume: {resume} was trained on the modalities {said(stored)}, but "
+                         f"this --data gives {said(modalities)}; train into a new --out, or "
+                         "give the run's own images")
 
 
 def _mask_line(data, auto: bool) -> str:
@@ -66,6 +92,7 @@ def _mask_line(data, auto: bool) -> str:
 
 
 # Which --data each data option belongs to: given with another --data it would be ignored.
+# (--data modalities, per-modality folders, takes the options of --data folder.)
 _DATA_OPTIONS = {"root": ("isbi2012",), "download": ("isbi2012",), "size": ("synthetic-em",),
                  "images": ("synthetic-em", "folder"), "masks": ("folder",),
                  "mask_kind": ("folder",)}
@@ -73,9 +100,10 @@ _DATA_OPTIONS = {"root": ("isbi2012",), "download": ("isbi2012",), "size": ("syn
 
 def _check_data_options(args: argparse.Namespace) -> None:
     """Refuse a data option that the chosen --data does not read, rather than ignore it."""
+    data = "folder" if args.data == "modalities" else args.data
     for name, owners in _DATA_OPTIONS.items():
         value = getattr(args, name)
-        if value is not None and value is not False and args.data not in owners:
+        if value is not None and value is not False and data not in owners:
             flag = "--" + name.replace("_", "-")
             raise ValueError(f"{flag} belongs to --data {' or '.join(owners)}, not to --data "
                              f"{args.data}, which would ignore it; drop {flag} or use --data "
@@ -217,7 +245,7 @@ def _train(args: argparse.Namespace) -> None:
     preset = get_preset(args.preset or ("paper" if dev.type == "cuda" else "cpu"), **overrides)
     training_tile(preset.depth, preset.padding, preset.tile)  # before any data is read
     steps = args.steps or (10**9 if args.time_budget else 1000)
-    images, masks, instances = _load_data(args)
+    images, masks, instances, modalities = _read_data(args)
     normalize = _NORMALIZE[args.data]  # one rule: training, _report and predict (the checkpoint)
     images = [prepare_image(im, normalize) for im in images]
     held = _split(len(images), args.val_fraction)
@@ -227,8 +255,8 @@ def _train(args: argparse.Namespace) -> None:
     channels = 1 if np.ndim(images[0]) == 2 else len(images[0])
     check_training_memory(preset, channels, num_classes, dev)
     if resume is not None:
-        check_resume(resume, preset, 1 if np.ndim(images[0]) == 2 else len(images[0]), num_classes,
-                     lr=args.lr)
+        check_resume(resume, preset, channels, num_classes, lr=args.lr)
+        _check_resume_modalities(resume, modalities)
     budget = f", stops after {args.time_budget:g} min" if args.time_budget else ""
     print(f"preset {preset.name} on {dev}: training on {n} {args.data} images, {held} held out "
           f"(--val-fraction {args.val_fraction:g}){budget}")
@@ -240,7 +268,7 @@ def _train(args: argparse.Namespace) -> None:
                            steps=steps, seed=args.seed, num_classes=num_classes, device=dev,
                            time_budget=None if args.time_budget is None else args.time_budget * 60,
                            checkpoint_dir=out, checkpoint_every=args.checkpoint_every, resume=resume,
-                           normalize=normalize)
+                           normalize=normalize, modalities=modalities)
     done = history.steps[-1] if history.steps else 0
     print(f"trained {done} steps")
     check_finite(model, f"the network after {done} steps (saved in {out / 'last.pt'})")
@@ -251,23 +279,28 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _add_data_options(train: argparse.ArgumentParser) -> None:
-    train.add_argument("--data", choices=["synthetic-em", "isbi2012", "folder"], default="synthetic-em",
+    train.add_argument("--data", choices=["synthetic-em", "isbi2012", "folder", "modalities"],
+                       default="synthetic-em",
                        help="synthetic EM slices made from --seed (default), ISBI 2012 from --root, "
-                            "or your own images and masks (--images DIR --masks DIR)")
+                            "your own images and masks (--images DIR --masks DIR), or your own "
+                            "multi-modal images: --images DIR with one folder per modality "
+                            "(DIR/t1/a.png, DIR/t2/a.png...; same names in each, stacked in "
+                            "sorted folder order), --masks DIR (a.png)")
     train.add_argument("--root", default=None,
                        help="isbi2012 only: folder with train-volume.tif/train-labels.tif or "
                             "image/N.png, label/N.png (default $UNET_COURSE_DATA/isbi2012)")
     train.add_argument("--download", action="store_true",
                        help="isbi2012 only: fetch missing PNGs from the pinned mirror (sha256-checked)")
     train.add_argument("--images", default=None,
-                       help="synthetic-em: number of images (default 10); folder: the images' folder")
+                       help="synthetic-em: number of images (default 10); folder: the images' "
+                            "folder; modalities: the folder of modality folders")
     train.add_argument("--masks", default=None,
-                       help="folder only: the masks' folder (0/255, 0/1, class indices or "
-                            "16-bit instance ids; same file names as the images)")
+                       help="folder and modalities: the masks' folder (0/255, 0/1, class "
+                            "indices or 16-bit instance ids; same file names as the images)")
     train.add_argument("--size", type=int, default=None,
                        help="synthetic-em only: image edge (default 256)")
     train.add_argument("--mask-kind", choices=["auto", "binary", "classes", "instances"],
-                       default=None, help="folder only: what the masks hold (default auto: "
+                       default=None, help="folder, modalities: what the masks hold (default auto: "
                        "decided from their values and bit depth, and printed)")
     train.add_argument("--val-fraction", type=float, default=0.2,
                        help="share of the images held out for the final scores (default 0.2; 0 = none)")
@@ -280,7 +313,7 @@ def add_parser(sub) -> None:
         "train", help="train a U-Net with a named recipe (--preset) and save checkpoints",
         description="Train a U-Net with a preset: 'paper' (valid convolutions, 572 tiles, the "
                     "weight map, elastic deformation, SGD momentum 0.99, batch 1) or 'cpu' "
-                    "(same padding, batch norm, Adam; the default without a GPU). The last "
+                    "(same padding, instance norm, Adam; the default without a GPU). The last "
                     "--val-fraction of the images is held out and scored at the end, beside "
                     "the Otsu baseline on the same images.")
     _add_data_options(train)

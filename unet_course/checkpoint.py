@@ -11,7 +11,9 @@ file is run). Its keys:
 * ``step``: the optimisation steps done; ``history``: :meth:`History.state` (or None);
 * ``rng``: the random number generators' states (see :func:`_rng_state`), ``extra``: anything else;
   ``extra["normalize"]``, written by :func:`unet_course.train.fit`, names the intensity
-  normalisation of the training images (see :func:`stored_normalization`).
+  normalisation of the training images (see :func:`stored_normalization`);
+  ``extra["modalities"]``, written for a model with a ``modalities`` attribute, names its
+  input channels in order (see :func:`stored_modalities`).
 
 Every way a file can be wrong (missing, truncated, a plain ``state_dict``, a whole pickled
 model, keys missing, weights that do not fit their config) raises :class:`CheckpointError`
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
     from .train import History
 
 __all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "load_checkpoint", "load_model",
-           "load_weights", "save_checkpoint", "stored_normalization"]
+           "load_weights", "save_checkpoint", "stored_modalities", "stored_normalization"]
 
 CHECKPOINT_FORMAT = "unet_course.checkpoint/1"
 
@@ -188,9 +190,14 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module,
     crash while writing never damages the previous checkpoint; it gets the usual permissions
     of a new file (0666 less the umask). Only tensors and plain Python values are stored, so
     :func:`load_checkpoint` can read it with ``weights_only=True``. ``extra`` keyword values
-    (plain Python values or tensors) are stored under ``"extra"``.
+    (plain Python values or tensors) are stored under ``"extra"``; so are the names of a model's
+    input channels, ``model.modalities``, where it has them (a multi-modal net, see
+    :func:`stored_modalities`), so that every checkpoint of a run says its channel order.
     """
     path = Path(path)
+    modalities = getattr(model, "modalities", None)
+    if modalities is not None and "modalities" not in extra:
+        extra = {**extra, "modalities": [str(name) for name in modalities]}
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -255,6 +262,19 @@ def stored_normalization(ckpt: Mapping[str, Any]) -> str | None:
     return extra.get("normalize") if isinstance(extra, Mapping) else None
 
 
+def stored_modalities(ckpt: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The names of a checkpoint's input channels, in order, or None where it does not say.
+
+    ``ckpt`` is what :func:`load_checkpoint` returns. A net trained on per-modality folders
+    (``train --data modalities``) stores its modalities' folder names, sorted: channel k of
+    its input is ``names[k]``. ``predict`` reads them to stack a new image's files in that
+    order and to refuse files of a modality in the wrong place.
+    """
+    extra = ckpt.get("extra")
+    names = extra.get("modalities") if isinstance(extra, Mapping) else None
+    return None if names is None else tuple(str(name) for name in names)
+
+
 def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
                  source: str) -> nn.Module:
     """``model.load_state_dict(state_dict)``, with a :class:`CheckpointError` when they do not fit.
@@ -276,13 +296,15 @@ def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
     """Rebuild the network stored in a checkpoint, in eval mode.
 
-    A :class:`UNet` or any class of :data:`unet_course.variants.VARIANTS` (the successors and
-    nnU-Net's planned net), rebuilt from the stored ``config``.
+    A :class:`UNet`, any class of :data:`unet_course.variants.VARIANTS` (the successors and
+    nnU-Net's planned net) or a :class:`~unet_course.fusion.LateFusionUNet`, rebuilt from the
+    stored ``config``; a stored channel order becomes ``model.modalities``.
     """
-    from .variants import VARIANTS  # variants builds on model; import it only when needed
+    from .fusion import LateFusionUNet  # both build on model; import them only when needed
+    from .variants import VARIANTS
 
     ckpt = load_checkpoint(path, map_location)
-    classes = {"UNet": UNet, **VARIANTS}
+    classes = {"UNet": UNet, "LateFusionUNet": LateFusionUNet, **VARIANTS}
     name = ckpt["model_class"]
     if name not in classes:
         raise CheckpointError(f"{path} holds a {name}, which is not one of the course's networks "
@@ -295,4 +317,7 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
                               "checkpoint is damaged or from another version: "
                               f"{ckpt['config']}") from exc
     load_weights(model, ckpt["state_dict"], f"{path} (config {ckpt['config']})")
+    modalities = stored_modalities(ckpt)
+    if modalities is not None:
+        model.modalities = modalities
     return model.eval()

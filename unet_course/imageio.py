@@ -51,6 +51,7 @@ import numpy as np
 
 from ._imagefile import SIXTEEN_BIT, bits_per_sample, check_file, count_pages, open_image
 from .maskio import MAX_CLASSES, guess_mask_kind, mask_from_labels, read_mask
+from .validation import is_int
 
 __all__ = [
     "MAX_CLASSES",
@@ -69,7 +70,7 @@ __all__ = [
 _LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, what Pillow's convert("L") uses
 
 #: the modes of :func:`normalize_intensity`; a checkpoint stores one (see :func:`prepare_image`)
-NORMALIZATIONS = ("minmax", "zscore", "none")
+NORMALIZATIONS = ("minmax", "zscore", "none", "channel_minmax")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -132,49 +133,82 @@ def _pixels(im, path: Path, raw_modes: str) -> np.ndarray:
     return rgb.astype(np.float64) / 255.0
 
 
-def read_image(
-    path: str | os.PathLike, channels: int | None = None, *, page: int | None = None
-) -> np.ndarray:
-    """Read one image file as float32 (C, H, W) in [0, 1], at the true range of its bit depth.
-
-    PNG, TIFF (one page), JPEG and whatever else Pillow opens. The value rules (see the module
-    docstring): 1-bit -> {0, 1}; 8-bit -> /255; 16-bit gray -> /65535; float or 32-bit integer
-    -> kept if in [0, 1], otherwise min-max normalised per image. Alpha channels are dropped;
-    palette images become gray if their palette is gray, RGB otherwise. An EXIF orientation
-    tag is ignored (pixels as stored), so an image and its mask stay aligned.
-
-    Args:
-        path: the image file.
-        channels: None keeps the file's channels (1 for gray, 3 for colour); 1 converts colour
-            to gray with the luma weights 0.299 R + 0.587 G + 0.114 B (in float, so nothing
-            is rounded or clipped); 3 repeats a gray image into three channels.
-        page: for a multi-page TIFF (a stack), the page to read; None requires a single page.
-
-    Returns:
-        float32 (C, H, W) with values in [0, 1], C = 1 or 3.
-
-    Raises:
-        FileNotFoundError: no file at ``path``.
-        ValueError: ``path`` is a folder, the file is not a readable image, it holds several
-            pages and ``page`` is None, or it has NaN or infinite pixels.
-    """
-    if channels not in (None, 1, 3):
-        raise ValueError(f"channels must be None (keep the file's), 1 (gray) or 3 (RGB), "
-                         f"got {channels!r}")
-    path = check_file(path)
+def _decode(path: Path, page: int | None) -> np.ndarray:
+    """One page of ``path`` as float64 (C, H, W) in [0, 1], C = 1 or 3."""
     im, raw_modes = open_image(path, page)
     try:
         array = _pixels(im, path, raw_modes)
     finally:
         im.close()
-    if array.ndim == 2:
-        array = array[None]
-    else:
-        array = np.moveaxis(array, -1, 0)
-    if channels == 1 and array.shape[0] == 3:
+    return array[None] if array.ndim == 2 else np.moveaxis(array, -1, 0)
+
+
+def _all_pages(path: Path) -> np.ndarray:
+    """Every page of a stack as one channel each, (pages, H, W); a single page as it is."""
+    pages = count_pages(path)
+    if pages == 1:
+        return _decode(path, None)
+    stack = []
+    for k in range(pages):
+        array = _decode(path, k)
+        if array.shape[0] != 1:
+            raise ValueError(f"page {k} of {path} is in colour; a stack read with page='all' "
+                             "must hold one gray page per channel (one per modality)")
+        if stack and array.shape != stack[0].shape:
+            raise ValueError(f"page {k} of {path} is {array.shape[2]}x{array.shape[1]} pixels "
+                             f"but page 0 is {stack[0].shape[2]}x{stack[0].shape[1]}: the pages "
+                             "of a stack of modalities must have one size")
+        stack.append(array)
+    return np.concatenate(stack)
+
+
+def read_image(
+    path: str | os.PathLike, channels: int | None = None, *, page: int | str | None = None
+) -> np.ndarray:
+    """Read one image file as float32 (C, H, W) in [0, 1], at the true range of its bit depth.
+
+    PNG, TIFF, JPEG and whatever else Pillow opens. The value rules (see the module
+    docstring): 1-bit -> {0, 1}; 8-bit -> /255; 16-bit gray -> /65535; float or 32-bit integer
+    -> kept if in [0, 1], otherwise min-max normalised per image (per page for a stack).
+    Alpha channels are dropped; palette images become gray if their palette is gray, RGB
+    otherwise. An EXIF orientation tag is ignored (pixels as stored), so an image and its mask
+    stay aligned.
+
+    Args:
+        path: the image file.
+        channels: None keeps the file's channels (1 for gray, 3 for colour, the number of
+            pages with ``page="all"``); 1 converts colour to gray with the luma weights
+            0.299 R + 0.587 G + 0.114 B (in float, so nothing is rounded or clipped); 3 repeats
+            a gray image into three channels. Any other count C (2, 4, ...), and any count
+            with ``page="all"``, converts nothing: the file must hold exactly C channels.
+        page: for a multi-page TIFF (a stack), the page to read; None requires a single page;
+            ``"all"`` reads every page as one channel, page k = channel k (a stack of
+            modalities: every page gray and of one size).
+
+    Returns:
+        float32 (C, H, W) with values in [0, 1].
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: ``path`` is a folder, the file is not a readable image, it holds several
+            pages and ``page`` is None, it has NaN or infinite pixels, or it does not hold the
+            ``channels`` asked for (the message says how many it holds).
+    """
+    if channels is not None and (not is_int(channels) or channels < 1):
+        raise ValueError(f"channels must be None (keep the file's) or a number of channels "
+                         f"(1 converts colour to gray, 3 gray to RGB), got {channels!r}")
+    path = check_file(path)
+    array = _all_pages(path) if page == "all" else _decode(path, page)
+    held, convert = array.shape[0], page != "all"
+    if convert and channels == 1 and held == 3:
         array = np.tensordot(_LUMA, array, axes=1)[None]
-    elif channels == 3 and array.shape[0] == 1:
+    elif convert and channels == 3 and held == 1:
         array = np.repeat(array, 3, axis=0)
+    elif channels is not None and channels != held:
+        raise ValueError(
+            f"{path} holds {held} channel(s) but channels={channels} were asked for (a net "
+            f"with {channels} input channels): give a TIFF of {channels} gray pages, one per "
+            "modality, read with page='all', or one file per modality")
     # luma weights sum to 1, but rounding may step a hair outside [0, 1]
     return np.ascontiguousarray(np.clip(array, 0.0, 1.0), dtype=np.float32)
 
@@ -187,22 +221,26 @@ def normalize_intensity(image: np.ndarray, mode: str = "minmax") -> np.ndarray:
     an offset. A net trained on one kind then sees the other as out of distribution.
     Normalising every image on its own removes the scale and offset before the net sees them.
 
-    Modes (statistics over the whole image, all channels together, so colours keep their
-    balance):
+    Modes (statistics over the whole image, all channels together so that colours keep their
+    balance, except in ``"channel_minmax"``):
 
     * ``"minmax"``: ``(x - min) / (max - min)``, in [0, 1] (the course's convention); a
       constant image becomes zeros, not NaN;
     * ``"zscore"``: ``(x - mean) / std``, mean 0 and standard deviation 1, *not* in [0, 1];
       one hot pixel moves it less than it moves minmax (nnU-Net uses it for microscopy and
       MRI); a constant image becomes zeros;
-    * ``"none"``: the image unchanged (as float32).
+    * ``"none"``: the image unchanged (as float32);
+    * ``"channel_minmax"``: ``"minmax"`` for each channel of a (C, H, W) image on its own, for
+      channels that are different *modalities* (their own units and ranges, where one
+      channel's maximum says nothing about another's); an (H, W) image as ``"minmax"``.
 
     Args:
         image: array of any shape, typically (H, W) or (C, H, W); finite values.
-        mode: ``"minmax"``, ``"zscore"`` or ``"none"``.
+        mode: ``"minmax"``, ``"zscore"``, ``"none"`` or ``"channel_minmax"``.
     """
     if mode not in NORMALIZATIONS:
-        raise ValueError(f"mode must be 'minmax', 'zscore' or 'none', got {mode!r}")
+        raise ValueError(f"mode must be 'minmax', 'zscore', 'none' or 'channel_minmax', got "
+                         f"{mode!r}")
     if hasattr(image, "detach"):  # a torch tensor
         image = image.detach().cpu().numpy()
     array = np.asarray(image, dtype=np.float64)
@@ -212,7 +250,9 @@ def normalize_intensity(image: np.ndarray, mode: str = "minmax") -> np.ndarray:
         raise ValueError("image has NaN or infinite values; normalisation needs finite values")
     if array.size == 0:
         return array.astype(np.float32)
-    if mode == "minmax":
+    if mode == "channel_minmax" and array.ndim == 3:
+        return np.stack([normalize_intensity(channel, "minmax") for channel in array])
+    if mode in ("minmax", "channel_minmax"):
         lo, hi = array.min(), array.max()
         out = np.zeros_like(array) if hi == lo else (array - lo) / (hi - lo)
     else:

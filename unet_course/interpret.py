@@ -11,7 +11,8 @@ Three ways to ask a trained net what its answer for a region of the image depend
 * :func:`occlusion_map`: grey out a square patch at every position of a grid and record how
   much the region's mean probability of the class moves (Zeiler and Fergus 2014). It needs no
   gradients and no choice of block, and it is exact about what "depends on" means: a patch
-  outside the region's receptive field moves nothing at all.
+  outside the region's receptive field moves nothing at all (with batch norm, or none; instance
+  norm normalises by the whole image's statistics, so every pixel moves every answer a little).
 
 All three take a same-padded :class:`~unet_course.model.UNet` (its output has the input's size,
 so a region is given in image pixels) and one image (H, W) or (C, H, W) float32, as the net was

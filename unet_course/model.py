@@ -30,9 +30,10 @@ from torch import nn
 from .geometry import Padding, UNetGeometry, check_padding
 from .validation import positive_int, probability
 
-__all__ = ["DoubleConv", "Down", "Up", "UNet", "UNetConfig", "center_crop", "he_init_"]
+__all__ = ["DoubleConv", "Down", "Up", "UNet", "UNetConfig", "center_crop", "he_init_", "norm_layer"]
 
 UpMode = Literal["transpose", "bilinear"]
+Norm = Literal["batch", "instance"]
 
 
 def center_crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -50,8 +51,23 @@ def center_crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return x[..., top : top + h, left : left + w]
 
 
+def norm_layer(norm: Norm, channels: int) -> nn.Module:
+    """The normalisation layer after a convolution of ``channels`` outputs.
+
+    ``"batch"``: BatchNorm2d, statistics over the batch in training and running averages in
+    eval mode. ``"instance"``: InstanceNorm2d with a learned scale and shift, the statistics of
+    each tile alone in training and in eval mode alike (so a batch of one tile trains the same
+    normalisation that prediction uses).
+    """
+    if norm == "batch":
+        return nn.BatchNorm2d(channels)
+    if norm == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    raise ValueError(f"norm must be 'batch' or 'instance', got {norm!r}")
+
+
 class DoubleConv(nn.Sequential):
-    """Two 3x3 convolutions, each followed by a ReLU (and optionally batch norm before it).
+    """Two 3x3 convolutions, each followed by a ReLU (and optionally a norm layer before it).
 
     (N, in_channels, H, W) -> (N, out_channels, H - 4, W - 4) with ``padding="valid"``,
     or (N, out_channels, H, W) with ``padding="same"``.
@@ -59,7 +75,7 @@ class DoubleConv(nn.Sequential):
 
     def __init__(
         self, in_channels: int, out_channels: int, padding: Padding = "valid", batch_norm: bool = False,
-        bias: bool | None = None,
+        bias: bool | None = None, norm: Norm = "batch",
     ):
         pad = 0 if padding == "valid" else 1
         # With batch norm the conv bias is redundant: the norm's shift replaces it. ``bias=True``
@@ -70,7 +86,7 @@ class DoubleConv(nn.Sequential):
         for c_in in (in_channels, out_channels):
             layers.append(nn.Conv2d(c_in, out_channels, 3, padding=pad, bias=bias))
             if batch_norm:
-                layers.append(nn.BatchNorm2d(out_channels))
+                layers.append(norm_layer(norm, out_channels))
             layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)
 
@@ -83,11 +99,12 @@ class Down(nn.Sequential):
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, padding: Padding = "valid", batch_norm: bool = False
+        self, in_channels: int, out_channels: int, padding: Padding = "valid", batch_norm: bool = False,
+        norm: Norm = "batch",
     ):
         super().__init__(
             nn.MaxPool2d(kernel_size=2, stride=2),
-            DoubleConv(in_channels, out_channels, padding, batch_norm),
+            DoubleConv(in_channels, out_channels, padding, batch_norm, norm=norm),
         )
 
 
@@ -110,6 +127,7 @@ class Up(nn.Module):
         padding: Padding = "valid",
         batch_norm: bool = False,
         up_mode: UpMode = "transpose",
+        norm: Norm = "batch",
     ):
         super().__init__()
         half = in_channels // 2
@@ -121,7 +139,7 @@ class Up(nn.Module):
                 nn.Conv2d(in_channels, half, kernel_size=1),
             )
         # After the concatenation the channels are the up-path's half plus the skip's half.
-        self.conv = DoubleConv(half + half, out_channels, padding, batch_norm)
+        self.conv = DoubleConv(half + half, out_channels, padding, batch_norm, norm=norm)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = self.up(x)
@@ -168,6 +186,7 @@ class UNetConfig(Mapping):
     batch_norm: bool = False
     up_mode: UpMode = "transpose"
     dropout: float = 0.5
+    norm: Norm = "batch"
 
     def __post_init__(self) -> None:
         # Plain Python values, so that a checkpoint of dict(config) loads with weights_only=True.
@@ -179,6 +198,8 @@ class UNetConfig(Mapping):
         if self.up_mode not in ("transpose", "bilinear"):
             raise ValueError(f"up_mode must be 'transpose' (the paper) or 'bilinear', got {self.up_mode!r}")
         object.__setattr__(self, "dropout", probability(self.dropout, "dropout", below_one=True))
+        if self.norm not in ("batch", "instance"):
+            raise ValueError(f"norm must be 'batch' or 'instance', got {self.norm!r}")
 
     @property
     def geometry(self) -> UNetGeometry:
@@ -218,7 +239,11 @@ class UNet(nn.Module):
         base_channels: feature channels at the top level (64 in the paper).
         padding: ``"valid"`` (the paper: unpadded 3x3 convs, output smaller than input) or
             ``"same"`` (zero padding, output as large as the input).
-        batch_norm: insert BatchNorm2d after every 3x3 conv (not in the paper; a modern option).
+        batch_norm: insert a normalisation layer after every 3x3 conv (not in the paper; a
+            modern option).
+        norm: which one ``batch_norm`` inserts: ``"batch"`` (BatchNorm2d) or ``"instance"``
+            (InstanceNorm2d with affine scale and shift; each tile normalised by its own
+            statistics, in training and in eval mode alike). Ignored without ``batch_norm``.
         up_mode: ``"transpose"`` (the paper's 2x2 up-conv) or ``"bilinear"``.
         dropout: probability of the dropout layer at the end of the contracting path
             (the paper's "implicit data augmentation"); 0 disables it.
@@ -243,10 +268,11 @@ class UNet(nn.Module):
         batch_norm: bool = False,
         up_mode: UpMode = "transpose",
         dropout: float = 0.5,
+        norm: Norm = "batch",
     ):
         super().__init__()
         spec = UNetConfig(in_channels, num_classes, depth, base_channels, padding, batch_norm,
-                          up_mode, dropout)
+                          up_mode, dropout, norm)
         self.spec = spec
         self.config = dict(spec)
         self.geometry = spec.geometry
@@ -255,11 +281,13 @@ class UNet(nn.Module):
 
         blocks = (spec.padding, spec.batch_norm)
         widths = spec.widths  # 64, 128, 256, 512, 1024
-        self.inc = DoubleConv(spec.in_channels, widths[0], *blocks)
-        self.downs = nn.ModuleList(Down(widths[i], widths[i + 1], *blocks) for i in range(spec.depth))
+        self.inc = DoubleConv(spec.in_channels, widths[0], *blocks, norm=spec.norm)
+        self.downs = nn.ModuleList(Down(widths[i], widths[i + 1], *blocks, norm=spec.norm)
+                                   for i in range(spec.depth))
         self.dropout = nn.Dropout(spec.dropout) if spec.dropout > 0 else nn.Identity()
         self.ups = nn.ModuleList(
-            Up(widths[i + 1], widths[i], *blocks, spec.up_mode) for i in reversed(range(spec.depth))
+            Up(widths[i + 1], widths[i], *blocks, spec.up_mode, norm=spec.norm)
+            for i in reversed(range(spec.depth))
         )
         self.head = nn.Conv2d(widths[0], spec.num_classes, kernel_size=1)
         he_init_(self)

@@ -20,12 +20,21 @@ from .elastic import (
     warp,
 )
 from .elastic_torch import dense_field_torch, elastic_deform_torch, mirror_indices_torch
-from .transforms import Compose, ElasticDeform, GrayValue, RandomFlip, RandomRotation, RandomShift
+from .transforms import (
+    Compose,
+    ElasticDeform,
+    GrayValue,
+    ModalityDropout,
+    RandomFlip,
+    RandomRotation,
+    RandomShift,
+)
 
 __all__ = [
     "Compose",
     "ElasticDeform",
     "GrayValue",
+    "ModalityDropout",
     "RandomFlip",
     "RandomRotation",
     "RandomShift",

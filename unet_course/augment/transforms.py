@@ -20,7 +20,8 @@ from ..mirror import mirror_indices  # one mirroring rule for tiles, training ti
 from ..validation import finite_number, positive_int, probability
 from .elastic import as_rng, check_image, check_labels, elastic_deform, grid_shape, warp
 
-__all__ = ["Compose", "ElasticDeform", "GrayValue", "RandomFlip", "RandomRotation", "RandomShift"]
+__all__ = ["Compose", "ElasticDeform", "GrayValue", "ModalityDropout", "RandomFlip",
+           "RandomRotation", "RandomShift"]
 
 # GrayValue expects an image in [0, 1]; a cubic resampling may overshoot by a hair (and is
 # clipped), but an image further out is an 8-bit or a standardized one, which clipping would
@@ -181,6 +182,38 @@ class GrayValue(_Augmentation):
         if self.noise > 0:
             img = img + rng.normal(0.0, self.noise, size=img.shape).astype(np.float32)
         return np.clip(img, 0.0, 1.0).astype(np.float32), labels
+
+
+class ModalityDropout(_Augmentation):
+    """Hide one modality of a multi-modal image (C, H, W), with probability ``p``.
+
+    Not in the paper: a remedy for a modality that may be missing at test time (lesson 14). A
+    net that always saw every channel in training may lean on one of them so much that it fails
+    without it; hiding a random channel in some of the training tiles teaches it to use what
+    is there. The hidden channel is chosen uniformly and filled with ``fill``: one value for
+    every channel, or one per channel, best what a missing modality will be replaced with at
+    test time (for example each channel's mean over the training images). Labels pass through.
+    """
+
+    def __init__(self, p: float = 0.5, fill: float | Sequence[float] = 0.0):
+        self.p = _check_p(p)
+        values = np.atleast_1d(np.asarray(fill, dtype=np.float64))
+        if values.ndim != 1 or not np.all(np.isfinite(values)):
+            raise ValueError(f"fill must be a finite number or one per channel, got {fill!r}")
+        self.fill = float(values[0]) if np.ndim(fill) == 0 else tuple(map(float, values))
+
+    def apply(self, image, labels, rng):
+        if image.ndim != 3 or image.shape[0] < 2:
+            raise ValueError(f"ModalityDropout needs an image (C, H, W) of 2 or more channels "
+                             f"(modalities), got shape {image.shape}")
+        fill = np.asarray(self.fill, dtype=np.float64)
+        if fill.ndim == 1 and len(fill) != image.shape[0]:
+            raise ValueError(f"fill holds {len(fill)} values for an image of {image.shape[0]} "
+                             "channels; give one per channel, or one for all")
+        k = int(rng.integers(image.shape[0]))
+        out = np.array(image, copy=True)
+        out[k] = fill if fill.ndim == 0 else fill[k]
+        return out, labels
 
 
 class Compose(_Augmentation):

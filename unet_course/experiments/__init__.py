@@ -13,7 +13,8 @@ assert the same claim every time.
 * :mod:`.training`    (lesson 06)  the presets against Otsu's threshold on held-out slices;
 * :mod:`.imbalance`   (lesson 08)  a plain loss on an imbalanced toy task; overfitting one batch;
 * :mod:`.successors`  (lesson 10)  U-Net and four successors trained by one recipe;
-* :mod:`.planning`    (lesson 11)  nnU-Net's planned configuration against the paper's.
+* :mod:`.planning`    (lesson 11)  nnU-Net's planned configuration against the paper's;
+* :mod:`.looking`     (lesson 13)  what a region's answer depends on, by distance.
 
 :func:`map_in_processes` runs independent runs on several cores, one torch thread each.
 
@@ -37,6 +38,7 @@ from .imbalance import (
     predict_classes,
     train_tiny,
 )
+from .looking import LookResult, membrane_region, occlusion_by_distance, patch_distances
 from .planning import (
     CPU_PLAN,
     PlannedRun,
@@ -101,4 +103,6 @@ __all__ = ["Split", "all_cell_scores", "em_split", "otsu_scores", "RunResult", "
            "lesson10_splits",
            # lesson 11
            "CPU_PLAN", "PlannedRun", "anisotropic_split", "cpu_plan", "planned_steps", "train_planned",
-           "compare_plans", "compare_plans_on", "map_in_processes"]
+           "compare_plans", "compare_plans_on", "map_in_processes",
+           # lesson 13
+           "LookResult", "membrane_region", "patch_distances", "occlusion_by_distance"]

@@ -37,7 +37,8 @@ from ..variants import AttentionUNet, NestedUNet, R2AttUNet, R2UNet, ReferenceUN
 from ._pool import map_in_processes
 from .training import em_split
 
-__all__ = ["SUCCESSORS", "LESSON10", "build_successor", "train_successor", "SuccessorRun",
+__all__ = ["SUCCESSORS", "LESSON10", "build_successor", "train_successor", "train_by_recipe",
+           "SuccessorRun",
            "compare_successors", "compare_on_splits", "PrunedScore", "train_pruned_unetpp", "lesson10_splits"]
 
 #: The nets lesson 10 compares, by the name its table shows: (N, 1, H, W) -> (N, 2, H, W).
@@ -89,12 +90,30 @@ def train_successor(name: str, images, masks, *, steps: int = 120, seed: int = 0
     (which allocate memory); the checksum is the sum of every input pixel trained on, equal for
     every net trained at one seed.
     """
+    tile = positive_int(tile, "tile")
+
+    def build() -> nn.Module:
+        model = build_successor(name, depth, base_channels, batch_norm, deep_supervision)
+        if model.valid_input_size(tile) != tile:
+            raise ValueError(f"tile must be a multiple of 2**depth = {2**depth}, got {tile}; "
+                             f"the nearest larger one is {model.valid_input_size(tile)}")
+        return model
+
+    return train_by_recipe(build, images, masks, steps=steps, seed=seed, tile=tile,
+                           batch_size=batch_size, lr=lr)
+
+
+def train_by_recipe(build: Callable[[], nn.Module], images, masks, *, steps: int, seed: int,
+                    tile: int, batch_size: int, lr: float) -> tuple[nn.Module, float, float]:
+    """Seed, ``build()`` a net and train it by lesson 10's recipe; what any net's comparison uses.
+
+    Arguments and result as for :func:`train_successor`; ``build`` makes the net (after the
+    seed is set, so the seed fixes its initial weights) and checks that ``tile`` fits it.
+    Lesson 12 trains U-Net's neighbours with it.
+    """
     steps, tile = positive_int(steps, "steps"), positive_int(tile, "tile")
     seed_everything(seed)  # before building: the initial weights depend on it
-    model = build_successor(name, depth, base_channels, batch_norm, deep_supervision)
-    if model.valid_input_size(tile) != tile:
-        raise ValueError(f"tile must be a multiple of 2**depth = {2**depth}, got {tile}; "
-                         f"the nearest larger one is {model.valid_input_size(tile)}")
+    model = build()
     data = TileDataset(images, masks, tile, tile, length=batch_size * steps, seed=seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     times, checksum = [], 0.0

@@ -84,6 +84,12 @@ class _Neighbour(nn.Module):
         self.geometry = UNetGeometry(int(math.log2(self.divisor)), "same")
         return [base * 2**level for level in range(4)]  # VGG: 64 .. 512, then 512 again
 
+    @staticmethod
+    def _vgg_blocks(widths: list[int], batch_norm: bool) -> nn.ModuleList:
+        """The VGG-like encoder: one same-padded double 3x3 convolution per pair of widths."""
+        return nn.ModuleList(DoubleConv(a, b, "same", batch_norm)
+                             for a, b in zip(widths, widths[1:]))
+
     def valid_input_size(self, n: int) -> int:
         """The smallest edge >= n that the net accepts."""
         return max(self.minimum, -(-positive_int(n, "n") // self.divisor) * self.divisor)
@@ -125,8 +131,7 @@ class FCN8s(_Neighbour):
         super().__init__()
         w = self._setup(in_channels, num_classes, base_channels, batch_norm)
         widths = [in_channels, w[0], w[1], w[2], w[3], w[3]]  # VGG: 64 128 256 512 512
-        self.blocks = nn.ModuleList(DoubleConv(a, b, "same", batch_norm)
-                                    for a, b in zip(widths, widths[1:]))
+        self.blocks = self._vgg_blocks(widths, batch_norm)
         fc = 2 * w[3]  # VGG's fc6 and fc7 are 8 times wider still (4096); we take 2 times
         self.fc = nn.Sequential(_conv(w[3], fc, 3, batch_norm=batch_norm),
                                 _conv(fc, fc, 1, batch_norm=batch_norm))
@@ -181,8 +186,7 @@ class SegNet(_Neighbour):
         super().__init__()
         w = self._setup(in_channels, num_classes, base_channels, batch_norm)
         widths = [in_channels, w[0], w[1], w[2], w[3], w[3]]
-        self.encoders = nn.ModuleList(DoubleConv(a, b, "same", batch_norm)
-                                      for a, b in zip(widths, widths[1:]))
+        self.encoders = self._vgg_blocks(widths, batch_norm)
         self.pool = nn.MaxPool2d(2, 2, return_indices=True)
         self.unpool = nn.MaxUnpool2d(2, 2)
         # decoder k mirrors encoder k: widths[k + 1] -> widths[k] (the top one keeps w[0])
@@ -289,8 +293,7 @@ class FPN(_Neighbour):
         super().__init__()
         w = self._setup(in_channels, num_classes, base_channels, batch_norm)
         widths = [in_channels, w[0], w[1], w[2], w[3], w[3]]
-        self.blocks = nn.ModuleList(DoubleConv(a, b, "same", batch_norm)
-                                    for a, b in zip(widths, widths[1:]))
+        self.blocks = self._vgg_blocks(widths, batch_norm)
         d = w[2]  # the pyramid's one width (256 at base 64, as in the paper)
         self.laterals = nn.ModuleList(nn.Conv2d(c, d, 1) for c in widths[2:])  # C2 .. C5
         self.smooth = nn.ModuleList(nn.Conv2d(d, d, 3, padding=1) for _ in widths[2:])
@@ -338,8 +341,7 @@ class PSPNet(_Neighbour):
         super().__init__()
         w = self._setup(in_channels, num_classes, base_channels, batch_norm)
         widths = [in_channels, w[0], w[1], w[2], w[3]]
-        self.blocks = nn.ModuleList(DoubleConv(a, b, "same", batch_norm)
-                                    for a, b in zip(widths, widths[1:]))
+        self.blocks = self._vgg_blocks(widths, batch_norm)
         self.dilated = nn.Sequential(_conv(w[3], w[3], dilation=2, batch_norm=batch_norm),
                                      _conv(w[3], w[3], dilation=2, batch_norm=batch_norm))
         q = w[3] // len(self.bins) or 1

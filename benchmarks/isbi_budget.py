@@ -16,7 +16,7 @@ With ``--symmetries`` every trained net is also scored on the mean of its predic
 8 symmetries of the square (test-time augmentation, 8x the inference; the course's nets through
 ``predict_probabilities(..., symmetries=True)``, the peers' the same way here), in two more
 columns. ``--seeds 0,1,2`` trains each recipe once per seed (``--peer-seeds 0``: the recipes other
-than ``cpu`` at those seeds only); the table gives min-max.
+than ``cpu`` and its ``cpu+...`` variants at those seeds only); the table gives min-max.
 A course recipe may carry preset overrides after ``+`` signs, to measure a change before it
 becomes a default: ``--only cpu,cpu+elastic=false,cpu+base_channels=32``.
 
@@ -225,7 +225,7 @@ def run_recipe(name: str, args, train_set, test_images, seed: int):
         extra = {} if base == "cpu" else {"base_channels": args.paper_base, "tile": args.paper_tile}
         model, steps, sps = run_course(base, *train_set, budget_s, seed, **{**extra, **overrides})
         predict = lambda im: predict_probabilities(model, im)  # noqa: E731
-        cpu = get_preset("cpu")
+        cpu = get_preset("cpu", **overrides)  # the settings this run used
         label = (f"course `cpu` (base {cpu.base_channels}, tile {cpu.tile}, batch "
                  f"{cpu.batch_size}, {cpu.norm} norm)") if base == "cpu" else (
             f"course `paper` at base {args.paper_base} (paper: 64), tile "
@@ -287,7 +287,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="torch threads (2)")
     p.add_argument("--seeds", default="0", help="seeds of weights and tiles, e.g. 0,1,2 (0)")
     p.add_argument("--peer-seeds", default=None,
-                   help="seeds for the recipes other than `cpu` (default: the same as --seeds)")
+                   help="seeds for the recipes other than `cpu` and `cpu+...` (default: --seeds)")
     p.add_argument("--symmetries", action="store_true",
                    help="also score each net averaged over the 8 symmetries of the square")
     p.add_argument("--paper-base", type=int, default=16, help="paper preset's base channels (16)")
